@@ -1,0 +1,1 @@
+"""Everything between model text and executed code: sandboxed kernels, the token protocol, the loop."""
