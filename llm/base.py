@@ -33,8 +33,12 @@ class StreamStats:
     """Filled in by a backend during `stream`, for benchmarks and logs."""
 
     prompt_tokens: int = 0
-    prefill_tokens: int = 0  # prompt tokens actually computed (less than prompt_tokens when a cache was reused)
+    prefill_tokens: int = (
+        0  # prompt tokens actually computed (less than prompt_tokens when a cache was reused)
+    )
     generated_tokens: int = 0
+    # Why the stream ended: "end_of_turn" | "stop" (a stop string) | "max_tokens" | "cancelled"; "" if unknown.
+    stop_reason: str = ""
 
 
 class Backend(ABC):
@@ -52,5 +56,5 @@ class Backend(ABC):
     ) -> Iterator[str]:
         """Yield text chunks of the assistant's reply, special tokens kept; stop early when `cancel` is set."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (an optional hook, deliberately empty)
         """Free what the backend holds (GPU memory, HTTP connections)."""

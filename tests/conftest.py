@@ -22,3 +22,6 @@ def require(condition: bool, reason: str) -> None:
     if REQUIRE_ALL:
         pytest.fail(f"required in CI but missing: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+pytest_plugins = ["tests.fixtures.tiny_models"]
