@@ -1,0 +1,337 @@
+"""One chat per browser session: its kernel, its dialogue, its turns, and the loop run for a message.
+
+`ChatSessions` is the registry, keyed by Gradio's session hash: each browser tab (and each
+`gradio_client.Client`) gets its own `Chat`, whose sandboxed kernel starts on first use and is shut down
+when the tab closes (Gradio's unload event), after `idle_timeout_s` without use (a reaper thread), or when
+the server exits (`close_all`, called from atexit).
+
+`Chat.run(...)` runs the interpreter loop for one user message in a worker thread and yields the turn
+after each batch of loop events, so a streaming Gradio handler re-renders at most once per batch, never
+once per token. Stop sets the loop's cancel event, which ends generation and interrupts the kernel.
+In execution mode "ask" the loop's `approve` callback parks the worker until the user presses Run (with
+the code, possibly edited) or Skip.
+
+What this module deliberately does not do: render anything (see `app.view`) or know about Gradio.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from app.view import Turn
+from interpreter.loop import Done, ErrorEvent
+
+log = logging.getLogger("app")
+
+# A finished worker puts this on its queue after its last event.
+_END = object()
+
+
+@dataclass
+class Settings:
+    """What the user may change per message (the Settings panel, or the API's arguments)."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 1024
+    max_rounds: int = 3
+    execution_mode: str = "auto"
+
+
+@dataclass
+class AskRequest:
+    """The loop waits for the user to approve a block (execution mode "ask")."""
+
+    language: str
+    code: str
+
+
+class Approval:
+    """A pending approval: the worker waits on it, the Run/Skip handlers resolve it."""
+
+    def __init__(self, language: str, code: str):
+        self.language = language
+        self.code = code
+        self.decision: str | None = None  # the code to run (maybe edited), or None to skip
+        self.resolved = threading.Event()
+
+    def resolve(self, code: str | None) -> None:
+        self.decision = code
+        self.resolved.set()
+
+
+# Builds the loop's event stream for one message: (dialogue, session, settings, cancel, approve) -> events.
+LoopRunner = Callable[
+    [list[dict], Any, Settings, threading.Event, Callable[..., str | None]], Iterator[object]
+]
+
+
+class BusyError(RuntimeError):
+    """This chat is already answering a message."""
+
+
+class Chat:
+    """The state of one browser session's chat."""
+
+    def __init__(self, key: str, start_kernel: Callable[[], Any], system_prompt: str | None = None):
+        self.key = key
+        self.chat_id = uuid.uuid4().hex[:12]
+        self.system_prompt = system_prompt
+        self.turns: list[Turn] = []
+        self.dialogue: list[dict] = self._initial_dialogue()
+        self._start_kernel = start_kernel
+        self._kernel: Any = None
+        self._kernel_lock = threading.Lock()
+        self.cancel = threading.Event()
+        self.running = False
+        self.approval: Approval | None = None
+        self.last_used = time.monotonic()
+        self.closed = False
+
+    def _initial_dialogue(self) -> list[dict]:
+        return [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+
+    # ------------------------------------------------------------------------------------------ kernel
+
+    def kernel(self) -> Any:
+        """The session's kernel, started on first use."""
+        with self._kernel_lock:
+            if self.closed:
+                raise RuntimeError("this chat was closed; reload the page")
+            if self._kernel is None:
+                started = time.monotonic()
+                self._kernel = self._start_kernel()
+                log.info("chat %s: kernel started in %.1f s", self.chat_id, time.monotonic() - started)
+            return self._kernel
+
+    @property
+    def kernel_started(self) -> bool:
+        return self._kernel is not None
+
+    def workdir(self):
+        """The kernel's working directory on the host (uploads go here; files the code writes appear here)."""
+        return self.kernel().dirs.work
+
+    def restart_kernel(self) -> None:
+        with self._kernel_lock:
+            if self._kernel is not None:
+                self._kernel.restart()
+
+    def close(self) -> None:
+        self.cancel.set()
+        if self.approval is not None:
+            self.approval.resolve(None)
+        with self._kernel_lock:
+            self.closed = True
+            kernel, self._kernel = self._kernel, None
+        if kernel is not None:
+            try:
+                kernel.close()
+            except Exception as exc:  # a dying sandbox must not keep the others from closing
+                log.warning("chat %s: closing its kernel failed: %s", self.chat_id, exc)
+        log.info("chat %s: closed", self.chat_id)
+
+    # ------------------------------------------------------------------------------------------ turns
+
+    def touch(self) -> None:
+        self.last_used = time.monotonic()
+
+    def undo(self) -> Turn | None:
+        """Drop the last exchange (its user message and everything after it); return it."""
+        if self.running or not self.turns:
+            return None
+        turn = self.turns.pop()
+        del self.dialogue[turn.dialogue_start :]
+        return turn
+
+    def clear(self) -> None:
+        """Forget the conversation and give the chat a fresh kernel (files in the workdir stay)."""
+        if self.running:
+            raise BusyError("stop the running answer first")
+        self.turns.clear()
+        self.dialogue = self._initial_dialogue()
+        self.chat_id = uuid.uuid4().hex[:12]
+        self.restart_kernel()
+
+    def run(self, message: str, settings: Settings, run_loop: LoopRunner) -> Iterator[Turn]:
+        """Answer one user message; yields the (growing) turn after each batch of loop events."""
+        if self.running:
+            raise BusyError("this chat is still answering; press Stop first")
+        self.running = True
+        self.cancel = threading.Event()
+        self.touch()
+        turn = Turn(user=message, dialogue_start=len(self.dialogue))
+        self.turns.append(turn)
+        dialogue = [*self.dialogue, {"role": "user", "content": message}]
+        events: queue.Queue = queue.Queue()
+        worker = threading.Thread(
+            target=self._work,
+            args=(dialogue, settings, run_loop, events, self.cancel),
+            name=f"loop-{self.chat_id}",
+            daemon=True,
+        )
+        worker.start()
+        done: Done | None = None
+        try:
+            yield turn
+            finished = False
+            while not finished:
+                batch = [events.get()]
+                # Whatever else already arrived goes into the same re-render.
+                while True:
+                    try:
+                        batch.append(events.get_nowait())
+                    except queue.Empty:
+                        break
+                for event in batch:
+                    if event is _END:
+                        finished = True
+                    elif isinstance(event, AskRequest):
+                        turn.ask(event.language, event.code)
+                    elif isinstance(event, _Skipped):
+                        turn.skip_asked()
+                    else:
+                        turn.apply(event)
+                        if isinstance(event, Done):
+                            done = event
+                yield turn
+        finally:
+            # Also reached when the browser goes away mid-answer (the generator is closed): stop the loop.
+            if worker.is_alive():
+                self.cancel.set()
+                if self.approval is not None:
+                    self.approval.resolve(None)
+                worker.join(timeout=10)
+            self.dialogue = done.messages if done is not None else [*dialogue, *self._partial_reply(turn)]
+            self.approval = None
+            self.running = False
+            self.touch()
+
+    @staticmethod
+    def _partial_reply(turn: Turn) -> list[dict]:
+        """Without the loop's final dialogue (it failed), keep at least what the model said."""
+        from app.view import TextPart
+
+        text = "".join(part.raw for part in turn.parts if isinstance(part, TextPart))
+        return [{"role": "assistant", "content": text}] if text else []
+
+    def _work(
+        self, dialogue, settings, run_loop: LoopRunner, events: queue.Queue, cancel: threading.Event
+    ) -> None:
+        def approve(*args, **kwargs) -> str | None:
+            language, code = _block_of(args, kwargs)
+            approval = Approval(language, code)
+            self.approval = approval
+            events.put(AskRequest(language, code))
+            while not approval.resolved.wait(0.1):
+                if cancel.is_set():
+                    return None
+            self.approval = None
+            if approval.decision is None:
+                events.put(_Skipped())
+            return approval.decision
+
+        try:
+            kernel = self.kernel()
+            for event in run_loop(dialogue, kernel, settings, cancel, approve):
+                events.put(event)
+        except Exception as exc:  # shown in the chat as one line; the traceback goes to the log
+            log.exception("chat %s: the loop failed", self.chat_id)
+            events.put(ErrorEvent(f"{type(exc).__name__}: {exc}".splitlines()[0]))
+        finally:
+            events.put(_END)
+
+
+class _Skipped:
+    """The user skipped the block the loop asked about (rendered by Turn.apply as a no-op)."""
+
+
+def _block_of(args: tuple, kwargs: dict) -> tuple[str, str]:
+    """(language, code) from whatever the loop passes to `approve`: a block object or the two strings."""
+    if len(args) == 1 and not kwargs:
+        block = args[0]
+        return getattr(block, "language", "python"), getattr(block, "code", str(block))
+    if len(args) >= 2:
+        return str(args[0]), str(args[1])
+    return kwargs.get("language", "python"), kwargs.get("code", "")
+
+
+class ChatSessions:
+    """All chats of this server, keyed by Gradio session hash; idle ones are reaped."""
+
+    def __init__(
+        self,
+        start_kernel: Callable[[], Any],
+        system_prompt: str | None = None,
+        idle_timeout_s: float = 1800.0,
+    ):
+        self._start_kernel = start_kernel
+        self._system_prompt = system_prompt
+        self.idle_timeout_s = idle_timeout_s
+        self._chats: dict[str, Chat] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._reaper: threading.Thread | None = None
+
+    def get(self, key: str) -> Chat:
+        with self._lock:
+            chat = self._chats.get(key)
+            if chat is None or chat.closed:
+                chat = self._chats[key] = Chat(key, self._start_kernel, self._system_prompt)
+            chat.touch()
+            return chat
+
+    def peek(self, key: str) -> Chat | None:
+        with self._lock:
+            return self._chats.get(key)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._chats)
+
+    def close(self, key: str) -> None:
+        with self._lock:
+            chat = self._chats.pop(key, None)
+        if chat is not None:
+            chat.close()
+
+    def reap_idle(self, now: float | None = None) -> int:
+        """Close chats unused for longer than the idle timeout (never one that is answering)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            idle = [
+                key
+                for key, chat in self._chats.items()
+                if not chat.running and now - chat.last_used > self.idle_timeout_s
+            ]
+        for key in idle:
+            log.info("closing idle chat %s", key)
+            self.close(key)
+        return len(idle)
+
+    def start_reaper(self) -> None:
+        interval = max(0.5, min(60.0, self.idle_timeout_s / 4))
+
+        def reap() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.reap_idle()
+                except Exception:
+                    log.exception("reaping idle chats failed")
+
+        self._reaper = threading.Thread(target=reap, name="chat-reaper", daemon=True)
+        self._reaper.start()
+
+    def close_all(self) -> None:
+        self._stop.set()
+        with self._lock:
+            keys = list(self._chats)
+        for key in keys:
+            self.close(key)

@@ -1,0 +1,203 @@
+"""Command-line flags of `python -m app`: parsing, validation and help text, nothing else.
+
+Flags are grouped (model, interpreter, server). Every bad value ends in one line on stderr that says what
+to do, and exit status 2; no traceback and no usage dump. What this module deliberately does not do: load
+a model, start a sandbox or open a port (see `app.__main__`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+
+EXECUTION_MODES = ("auto", "always", "ask")
+BACKENDS = ("hf", "openai")
+QUANTIZE = ("auto", "none", "4bit", "8bit")
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+SANDBOXES = ("auto", "docker", "local", "unsafe")
+RENDER_STYLES = ("demo", "tokens")
+
+DEFAULT_HOST = "127.0.0.1"  # local only: nothing leaves the machine unless the user asks
+DEFAULT_PORT = 7860
+DEFAULT_MAX_ROUNDS = 3  # as in the original AutoCoder demo
+DEFAULT_IDLE_TIMEOUT_S = 1800
+DEFAULT_CONCURRENCY = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line (with the fix) instead of usage + error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        sys.exit(2)
+
+
+@dataclass(frozen=True)
+class Auth:
+    user: str
+    password: str
+
+
+def parse_auth(value: str) -> Auth:
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise argparse.ArgumentTypeError("--auth wants USER:PASSWORD (both non-empty, joined by ':')")
+    return Auth(user, password)
+
+
+def _positive_int(name: str):
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} wants a whole number, got {value!r}") from None
+        if number < 1:
+            raise argparse.ArgumentTypeError(f"{name} must be at least 1, got {number}")
+        return number
+
+    return parse
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--port wants a number from 1 to 65535, got {value!r}") from None
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"--port wants a number from 1 to 65535, got {port}")
+    return port
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants a number of seconds, got {value!r}") from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"wants a positive number of seconds, got {value!r}")
+    return seconds
+
+
+def default_model() -> str:
+    """The default model id lives in `llm` (one place for that fact); this only reads it."""
+    try:
+        from llm import DEFAULT_MODEL  # type: ignore[attr-defined]
+    except ImportError:
+        return "Bin12345/AutoCoder_S_6.7B"
+    return DEFAULT_MODEL
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(
+        prog="python -m app",
+        description="AutoCoder chat: a browser chat whose model runs the code it writes in a sandboxed kernel.",
+    )
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--model",
+        default=None,
+        help=f"hub id or local folder of the model (default: {default_model()}; where no GPU or hub is "
+        "available, a small stand-in model is used and the UI says so)",
+    )
+    model.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="hf",
+        help="hf: transformers in this process; openai: any OpenAI-compatible server (see --base-url)",
+    )
+    model.add_argument(
+        "--quantize",
+        choices=QUANTIZE,
+        default="auto",
+        help="hf backend: 4bit/8bit through bitsandbytes; auto picks 4bit when the GPU is too small for bf16",
+    )
+    model.add_argument("--dtype", choices=DTYPES, default="auto", help="hf backend: weights' dtype")
+    model.add_argument(
+        "--base-url", default=None, help="openai backend: server URL, e.g. http://localhost:8000/v1"
+    )
+    model.add_argument(
+        "--api-key",
+        default=None,
+        help="openai backend: API key (default: the OPENAI_API_KEY environment variable)",
+    )
+    model.add_argument(
+        "--system-prompt", default=None, help="system prompt put at the start of every chat (default: none)"
+    )
+
+    interp = parser.add_argument_group("interpreter")
+    interp.add_argument(
+        "--sandbox",
+        choices=SANDBOXES,
+        default="auto",
+        help="where code runs: docker container, local bubblewrap sandbox, or unsafe (no isolation, dev only); "
+        "auto picks docker, else local",
+    )
+    interp.add_argument(
+        "--max-rounds",
+        type=_positive_int("--max-rounds"),
+        default=DEFAULT_MAX_ROUNDS,
+        help=f"executions fed back to the model per message (default {DEFAULT_MAX_ROUNDS}, as in the original demo)",
+    )
+    interp.add_argument(
+        "--execution-mode",
+        choices=EXECUTION_MODES,
+        default="auto",
+        help="auto: run blocks the model wraps in its execution tokens; always: run every fenced python "
+        "block; ask: show the code and run it only when you approve",
+    )
+    interp.add_argument(
+        "--render-style",
+        choices=RENDER_STYLES,
+        default="demo",
+        help="how results go back to the model: demo (the released checkpoints' result.stdout: user turn) or "
+        "tokens (this project's output tokens)",
+    )
+    interp.add_argument(
+        "--exec-timeout",
+        type=_seconds,
+        default=None,
+        help="seconds one execution may run (default: the kernel's)",
+    )
+
+    server = parser.add_argument_group("server")
+    server.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}: this machine only)"
+    )
+    server.add_argument(
+        "--port", type=_port, default=DEFAULT_PORT, help=f"port to bind (default {DEFAULT_PORT})"
+    )
+    server.add_argument(
+        "--share",
+        action="store_true",
+        help="also open a public gradio.live link (off by default: chats stay local)",
+    )
+    server.add_argument(
+        "--auth", type=parse_auth, default=None, help="require this USER:PASSWORD to open the chat"
+    )
+    server.add_argument(
+        "--concurrency",
+        type=_positive_int("--concurrency"),
+        default=DEFAULT_CONCURRENCY,
+        help=f"chats generating at once; more wait in a visible queue (default {DEFAULT_CONCURRENCY})",
+    )
+    server.add_argument(
+        "--idle-timeout",
+        type=_seconds,
+        default=DEFAULT_IDLE_TIMEOUT_S,
+        help=f"seconds before an idle browser session's kernel is shut down (default {DEFAULT_IDLE_TIMEOUT_S})",
+    )
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.backend == "openai" and not args.base_url and not os.environ.get("OPENAI_BASE_URL"):
+        parser.error("--backend openai needs --base-url URL (or OPENAI_BASE_URL)")
+    if args.backend != "openai" and (args.base_url or args.api_key):
+        parser.error("--base-url/--api-key only apply to --backend openai")
+    if args.api_key is None:
+        args.api_key = os.environ.get("OPENAI_API_KEY")
+    return args

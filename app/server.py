@@ -1,0 +1,181 @@
+"""Wire the chat together and serve it: model backend, sandbox, per-session kernels, loop, Gradio page.
+
+`build_context(args)` loads the backend and picks the sandbox; `build_app(ctx, args)` makes the page and
+its queue; `serve(args)` does both, launches the server (127.0.0.1 unless --host says otherwise, no public
+link unless --share, optional --auth) and blocks until Ctrl-C or SIGTERM, then shuts down every kernel.
+
+Privacy: Gradio's analytics are off (GRADIO_ANALYTICS_ENABLED=False, set before Gradio is imported) and the
+theme uses the browser's own fonts, so the page loads nothing from outside this server.
+
+What this module deliberately does not do: parse flags (`app.cli`), render the chat (`app.view`), or
+implement the loop (`interpreter.loop`, the one loop everything uses).
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from app.chat import ChatSessions, LoopRunner, Settings
+
+log = logging.getLogger("app")
+
+LOCAL_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]
+LOCAL_MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"]
+
+
+def quiet_gradio_environment() -> None:
+    """Nothing leaves the machine: no analytics, no update checks. Must run before `import gradio`."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+def load_backend(args: argparse.Namespace) -> Any:
+    from llm.select import load_backend as select_backend
+
+    return select_backend(
+        backend=args.backend,
+        model=args.model,
+        quantize=args.quantize,
+        dtype=args.dtype,
+        base_url=args.base_url,
+        api_key=args.api_key,
+    )
+
+
+def make_kernel_starter(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(start_kernel, sandbox): a function that starts one session's kernel in the chosen sandbox."""
+    from interpreter.sandboxes.select import make_sandbox
+
+    from interpreter.sandboxes.base import Limits
+    from interpreter.session import Session
+
+    sandbox = make_sandbox(args.sandbox, Limits())
+
+    def start_kernel() -> Any:
+        session = Session(sandbox)
+        session.start()
+        return session
+
+    return start_kernel, sandbox
+
+
+def make_loop_runner(backend: Any, args: argparse.Namespace) -> LoopRunner:
+    """Adapt the app's per-message settings to `interpreter.loop.run_loop`."""
+    from interpreter.loop import LoopConfig, run_loop
+    from llm.base import GenerationParams
+
+    def run(dialogue, session, settings: Settings, cancel: threading.Event, approve):
+        config = LoopConfig(
+            generation=GenerationParams(
+                temperature=settings.temperature, top_p=settings.top_p, max_new_tokens=settings.max_new_tokens
+            ),
+            max_rounds=settings.max_rounds,
+            execution_mode=settings.execution_mode,
+            render_style=args.render_style,
+            execution_timeout_s=args.exec_timeout,
+        )
+        ask = approve if settings.execution_mode == "ask" else None
+        return run_loop(backend, dialogue, session, config, cancel=cancel, approve=ask)
+
+    return run
+
+
+def build_context(args: argparse.Namespace, backend: Any = None):
+    """Load the model (unless `backend` is given) and prepare the per-session kernels."""
+    from app.ui import AppContext
+
+    if backend is None:
+        log.info("loading model %s (backend %s)", args.model or "(default)", args.backend)
+        backend = load_backend(args)
+    notice = getattr(backend, "notice", "") or ""
+    if notice:
+        log.warning("%s", notice)
+    start_kernel, sandbox = make_kernel_starter(args)
+    chats = ChatSessions(start_kernel, system_prompt=args.system_prompt, idle_timeout_s=args.idle_timeout)
+    scratch = Path(tempfile.mkdtemp(prefix="autocoder-app-"))
+    return AppContext(
+        chats=chats,
+        run_loop=make_loop_runner(backend, args),
+        scratch=scratch,
+        defaults=Settings(max_rounds=args.max_rounds, execution_mode=args.execution_mode),
+        model_name=getattr(backend, "model_id", "") or args.model or "",
+        backend_name=getattr(backend, "name", args.backend),
+        notice=notice,
+        sandbox_name=getattr(sandbox, "name", args.sandbox),
+    ), backend
+
+
+def build_app(ctx, args: argparse.Namespace):
+    from app.ui import build_ui
+
+    demo = build_ui(ctx)
+    demo.queue(default_concurrency_limit=args.concurrency, max_size=max(16, 8 * args.concurrency))
+    return demo
+
+
+def launch(demo, args: argparse.Namespace, block: bool = True):
+    import gradio as gr
+
+    if args.host not in ("127.0.0.1", "localhost", "::1") and args.auth is None:
+        log.warning(
+            "listening on %s without --auth: anyone who can reach this port can run code here", args.host
+        )
+    theme = gr.themes.Default(font=LOCAL_FONTS, font_mono=LOCAL_MONO_FONTS)
+    from app.ui import CSS
+
+    return demo.launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        auth=(args.auth.user, args.auth.password) if args.auth else None,
+        auth_message="AutoCoder chat: sign in with the --auth user and password." if args.auth else None,
+        prevent_thread_lock=not block,
+        show_error=True,
+        ssr_mode=False,
+        mcp_server=False,
+        max_file_size="200mb",
+        theme=theme,
+        css=CSS,
+        quiet=True,
+    )
+
+
+def _raise_keyboard_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def serve(args: argparse.Namespace) -> None:
+    quiet_gradio_environment()
+    ctx, backend = build_context(args)
+
+    def shutdown() -> None:
+        ctx.chats.close_all()
+        shutil.rmtree(ctx.scratch, ignore_errors=True)
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()
+
+    atexit.register(shutdown)
+    # `docker stop` and service managers send SIGTERM: make it the same clean exit as Ctrl-C.
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    ctx.chats.start_reaper()
+    demo = build_app(ctx, args)
+    try:
+        launch(demo, args, block=False)
+        print(f"AutoCoder chat on http://{args.host}:{args.port}/ (Ctrl-C to stop)", flush=True)
+        demo.block_thread()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        log.info("shutting down: closing %d chat(s)", len(ctx.chats))
+        shutdown()

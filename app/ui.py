@@ -1,0 +1,377 @@
+"""The Gradio page and its event handlers, plus the one public API endpoint, `/chat`.
+
+Layout: the chat with a prompt box and Send/Stop; Retry/Undo/Clear under it; an approval box (execution
+mode "ask": the code, editable, with Run/Skip) that appears only while the loop waits; on the side,
+Settings, Files (upload into the workdir, download what the code wrote) and Export (.ipynb, dialogue
+.jsonl). Every handler finds its chat through Gradio's session hash (`app.chat.ChatSessions`).
+
+Chat handlers share one concurrency group ("chat", limit `--concurrency`): more waiting chats queue, and
+Gradio shows each its place in the queue. Stop and Run/Skip have no limit, so they never wait behind the
+answer they act on. All handlers except `/chat` are private (not callable through gradio_client).
+
+API (`gradio_client`):
+
+    from gradio_client import Client
+    client = Client("http://127.0.0.1:7860/")          # each Client is its own chat with its own kernel
+    reply = client.predict("print the first 10 squares", api_name="/chat")
+    reply = client.predict("now plot them", temperature=0.2, max_rounds=4, api_name="/chat")
+    reply["reply"]       # the new messages: assistant text and execution turns (DESIGN.md format)
+    reply["executions"]  # this message's executions: code, language and full result (stdout, stderr,
+                         # rich outputs such as base64 PNGs, error, duration, status)
+    reply["reason"]      # why the answer ended: end_of_turn | max_rounds | max_tokens | cancelled
+    reply["dialogue"]    # the whole chat as a dialogue record {"id", "messages", "meta"}
+
+`new_chat=True` starts over (fresh kernel). Execution mode "ask" needs a person and is refused by the API.
+
+What this module deliberately does not do: parse flags, load the model or start the server (see
+`app.server`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from app import export
+from app.chat import BusyError, Chat, ChatSessions, LoopRunner, Settings
+from app.files import snapshot_for_download, upload_into
+from app.view import ImageStore, render_turn, render_turns
+
+log = logging.getLogger("app")
+
+CSS = """
+#notice { border-left: 4px solid #e0a000; padding-left: 0.75em; }
+#approval { border: 2px solid #e0a000; }
+"""
+
+
+@dataclass
+class AppContext:
+    """Everything the handlers need, built once by `app.server`."""
+
+    chats: ChatSessions
+    run_loop: LoopRunner
+    scratch: Path  # server-private temp folder: rendered images, download snapshots, exports
+    defaults: Settings = field(default_factory=Settings)
+    model_name: str = ""
+    backend_name: str = ""
+    notice: str = ""
+    sandbox_name: str = ""
+
+    @property
+    def images(self) -> ImageStore:
+        return ImageStore(self.scratch / "images")
+
+    def export_meta(self) -> dict:
+        return {"model": self.model_name, "backend": self.backend_name, "sandbox": self.sandbox_name}
+
+
+def _session_key(request: gr.Request | None) -> str:
+    key = getattr(request, "session_hash", None) if request is not None else None
+    return key or "default"
+
+
+def _settings(temperature, top_p, max_new_tokens, max_rounds, execution_mode) -> Settings:
+    return Settings(
+        temperature=float(temperature),
+        top_p=float(top_p),
+        max_new_tokens=int(max_new_tokens),
+        max_rounds=int(max_rounds),
+        execution_mode=str(execution_mode),
+    )
+
+
+def _asking(chat: Chat) -> str | None:
+    """The code the loop waits on approval for, if any."""
+    turn = chat.turns[-1] if chat.turns else None
+    if turn is None:
+        return None
+    for part in reversed(turn.parts):
+        if getattr(part, "state", None) == "asking":
+            return part.code
+    return None
+
+
+def _files_of(ctx: AppContext, chat: Chat) -> list[str]:
+    if not chat.kernel_started:
+        return []
+    try:
+        return snapshot_for_download(chat.workdir(), ctx.scratch / "downloads" / chat.key)
+    except Exception as exc:
+        log.warning("listing the workdir of chat %s failed: %s", chat.chat_id, exc)
+        return []
+
+
+def build_ui(ctx: AppContext) -> gr.Blocks:
+    d = ctx.defaults
+    with gr.Blocks(title="AutoCoder") as demo:
+        gr.Markdown(
+            f"## AutoCoder\nThe model writes code and runs it in a sandboxed kernel of its own "
+            f"(`{ctx.sandbox_name}` sandbox). Model: `{ctx.model_name}`."
+        )
+        gr.Markdown(f"⚠️ {ctx.notice}", elem_id="notice", visible=bool(ctx.notice))
+        with gr.Row():
+            with gr.Column(scale=4):
+                chatbot = gr.Chatbot(
+                    elem_id="chatbot",
+                    height=640,
+                    label="Chat",
+                    buttons=["copy", "copy_all"],
+                    feedback_options=None,
+                    placeholder="Ask for something that needs code, e.g. *plot a sine wave*.",
+                )
+                with gr.Row():
+                    prompt = gr.Textbox(
+                        elem_id="prompt",
+                        show_label=False,
+                        placeholder="Message (Enter to send, Shift+Enter for a new line)",
+                        lines=1,
+                        max_lines=8,
+                        scale=8,
+                        autofocus=True,
+                    )
+                    send = gr.Button("Send", variant="primary", elem_id="send", scale=1, min_width=80)
+                    stop = gr.Button("Stop", variant="stop", elem_id="stop", scale=1, min_width=80)
+                with gr.Row():
+                    retry = gr.Button("↻ Retry", elem_id="retry", size="sm")
+                    undo = gr.Button("↶ Undo", elem_id="undo", size="sm")
+                    clear = gr.Button("🗑 Clear (fresh kernel)", elem_id="clear", size="sm")
+                with gr.Group(visible=False, elem_id="approval") as approval_box:
+                    gr.Markdown(
+                        "**The model wants to run this code.** Edit it if you like, then Run or Skip."
+                    )
+                    approval_code = gr.Code(
+                        language="python", interactive=True, elem_id="approval-code", lines=6
+                    )
+                    with gr.Row():
+                        run_code = gr.Button("Run", variant="primary", elem_id="approve-run")
+                        skip_code = gr.Button("Skip", elem_id="approve-skip")
+            with gr.Column(scale=1, min_width=280):
+                with gr.Accordion("Settings", open=False, elem_id="settings"):
+                    temperature = gr.Slider(
+                        0.0, 2.0, value=d.temperature, step=0.05, label="Temperature (0 = greedy)"
+                    )
+                    top_p = gr.Slider(0.05, 1.0, value=d.top_p, step=0.05, label="Top-p")
+                    max_new_tokens = gr.Slider(
+                        16, 8192, value=d.max_new_tokens, step=16, label="Max new tokens per round"
+                    )
+                    max_rounds = gr.Slider(
+                        1, 20, value=d.max_rounds, step=1, label="Max rounds (executions) per message"
+                    )
+                    execution_mode = gr.Radio(
+                        ["auto", "always", "ask"],
+                        value=d.execution_mode,
+                        label="Execution mode",
+                        info="auto: blocks the model marks for running; always: every python block; ask: you approve each",
+                        elem_id="execution-mode",
+                    )
+                with gr.Accordion("Files", open=True, elem_id="files"):
+                    upload = gr.File(
+                        label="Upload into the workdir", file_count="multiple", elem_id="upload", height=120
+                    )
+                    workdir_files = gr.File(
+                        label="Files in the workdir (download)",
+                        file_count="multiple",
+                        interactive=False,
+                        elem_id="workdir-files",
+                    )
+                    refresh = gr.Button("Refresh file list", size="sm", elem_id="refresh-files")
+                with gr.Accordion("Export", open=False, elem_id="export"):
+                    with gr.Row():
+                        export_nb = gr.Button("Notebook (.ipynb)", size="sm", elem_id="export-ipynb")
+                        export_json = gr.Button("Dialogue (.jsonl)", size="sm", elem_id="export-jsonl")
+                    export_file = gr.File(label="Exported file", interactive=False, elem_id="export-file")
+
+        settings_inputs = [temperature, top_p, max_new_tokens, max_rounds, execution_mode]
+        chat_outputs = [chatbot, prompt, approval_box, approval_code, workdir_files]
+
+        def answer(chat: Chat, message: str, settings: Settings):
+            """Stream one answer: the chat re-rendered after each batch of loop events."""
+            history = render_turns(chat.turns, ctx.images)
+            asking_shown = False
+            try:
+                stream = chat.run(message, settings, ctx.run_loop)
+                for turn in stream:
+                    asking = _asking(chat)
+                    if (asking is not None) != asking_shown:
+                        asking_shown = asking is not None
+                        box, code = gr.update(visible=asking_shown), (asking if asking_shown else gr.skip())
+                    else:
+                        box, code = gr.skip(), gr.skip()
+                    yield history + render_turn(turn, ctx.images), "", box, code, gr.skip()
+            except BusyError as exc:
+                raise gr.Error(str(exc)) from None
+            yield (
+                render_turns(chat.turns, ctx.images),
+                gr.skip(),
+                gr.update(visible=False),
+                gr.skip(),
+                _files_of(ctx, chat),
+            )
+
+        def on_submit(
+            message, temperature, top_p, max_new_tokens, max_rounds, execution_mode, request: gr.Request
+        ):
+            if not message or not message.strip():
+                yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                return
+            chat = ctx.chats.get(_session_key(request))
+            yield from answer(
+                chat, message, _settings(temperature, top_p, max_new_tokens, max_rounds, execution_mode)
+            )
+
+        def on_retry(temperature, top_p, max_new_tokens, max_rounds, execution_mode, request: gr.Request):
+            values = (temperature, top_p, max_new_tokens, max_rounds, execution_mode)
+            chat = ctx.chats.get(_session_key(request))
+            if chat.running:
+                raise gr.Error("stop the running answer first")
+            turn = chat.undo()
+            if turn is None:
+                raise gr.Error("nothing to retry yet")
+            yield from answer(chat, turn.user, _settings(*values))
+
+        def on_stop(request: gr.Request):
+            chat = ctx.chats.peek(_session_key(request))
+            if chat is not None and chat.running:
+                log.info("chat %s: stop requested", chat.chat_id)
+                chat.cancel.set()
+                if chat.approval is not None:
+                    chat.approval.resolve(None)
+
+        def on_undo(request: gr.Request):
+            chat = ctx.chats.get(_session_key(request))
+            if chat.running:
+                raise gr.Error("stop the running answer first")
+            turn = chat.undo()
+            return render_turns(chat.turns, ctx.images), (turn.user if turn else gr.skip())
+
+        def on_clear(request: gr.Request):
+            chat = ctx.chats.get(_session_key(request))
+            try:
+                chat.clear()
+            except BusyError as exc:
+                raise gr.Error(str(exc)) from None
+            return [], gr.update(visible=False), None
+
+        def on_approve(code: str, request: gr.Request):
+            chat = ctx.chats.peek(_session_key(request))
+            if chat is None or chat.approval is None:
+                raise gr.Error("nothing is waiting for approval")
+            chat.approval.resolve(code)
+            return gr.update(visible=False)
+
+        def on_skip(request: gr.Request):
+            chat = ctx.chats.peek(_session_key(request))
+            if chat is not None and chat.approval is not None:
+                chat.approval.resolve(None)
+            return gr.update(visible=False)
+
+        def on_upload(paths: list[str] | None, request: gr.Request):
+            chat = ctx.chats.get(_session_key(request))
+            if not paths:
+                return gr.skip(), gr.skip()
+            workdir = chat.workdir()
+            for path in paths:
+                target = upload_into(workdir, path)
+                log.info("chat %s: uploaded %s", chat.chat_id, target.name)
+            gr.Info(f"{len(paths)} file(s) uploaded to the workdir")
+            return None, _files_of(ctx, chat)
+
+        def on_refresh(request: gr.Request):
+            chat = ctx.chats.get(_session_key(request))
+            return _files_of(ctx, chat)
+
+        def on_export(kind: str, request: gr.Request):
+            chat = ctx.chats.get(_session_key(request))
+            if not chat.turns:
+                raise gr.Error("nothing to export yet")
+            folder = ctx.scratch / "exports" / chat.key
+            folder.mkdir(parents=True, exist_ok=True)
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            meta = ctx.export_meta()
+            if kind == "ipynb":
+                path = folder / f"autocoder-chat-{stamp}.ipynb"
+                path.write_text(export.notebook_json(chat.turns, chat.system_prompt, meta), encoding="utf-8")
+            else:
+                path = folder / f"autocoder-chat-{stamp}.jsonl"
+                path.write_text(
+                    export.dialogue_jsonl(chat.chat_id, chat.dialogue, chat.turns, meta), encoding="utf-8"
+                )
+            return str(path)
+
+        private: dict[str, Any] = {"api_visibility": "private"}
+        chat_group: dict[str, Any] = {"concurrency_id": "chat", "concurrency_limit": "default"}
+        prompt.submit(on_submit, [prompt, *settings_inputs], chat_outputs, **private, **chat_group)
+        send.click(on_submit, [prompt, *settings_inputs], chat_outputs, **private, **chat_group)
+        retry.click(on_retry, settings_inputs, chat_outputs, **private, **chat_group)
+        stop.click(on_stop, None, None, concurrency_limit=None, **private)
+        undo.click(on_undo, None, [chatbot, prompt], **private)
+        clear.click(on_clear, None, [chatbot, approval_box, export_file], **private)
+        run_code.click(on_approve, approval_code, approval_box, concurrency_limit=None, **private)
+        skip_code.click(on_skip, None, approval_box, concurrency_limit=None, **private)
+        upload.upload(on_upload, upload, [upload, workdir_files], **private)
+        refresh.click(on_refresh, None, workdir_files, **private)
+
+        def on_export_ipynb(request: gr.Request):
+            return on_export("ipynb", request)
+
+        def on_export_jsonl(request: gr.Request):
+            return on_export("jsonl", request)
+
+        export_nb.click(on_export_ipynb, None, export_file, **private)
+        export_json.click(on_export_jsonl, None, export_file, **private)
+
+        def chat(
+            message: str,
+            temperature: float = d.temperature,
+            top_p: float = d.top_p,
+            max_new_tokens: int = d.max_new_tokens,
+            max_rounds: int = d.max_rounds,
+            execution_mode: str = d.execution_mode,
+            new_chat: bool = False,
+            request: gr.Request = None,
+        ) -> dict:
+            """Send one message to this client's chat and wait for the whole answer.
+
+            Returns {"reply": new messages (assistant and execution turns), "executions": this message's
+            executions with their full results, "reason": why the answer ended, "dialogue": the whole chat
+            as a DESIGN.md dialogue record}.
+            """
+            if execution_mode not in ("auto", "always"):
+                raise gr.Error(
+                    "execution_mode must be 'auto' or 'always' through the API ('ask' needs the browser)"
+                )
+            session = ctx.chats.get(_session_key(request))
+            if new_chat:
+                session.clear()
+            settings = _settings(temperature, top_p, max_new_tokens, max_rounds, execution_mode)
+            turn = None
+            try:
+                for latest in session.run(message, settings, ctx.run_loop):
+                    turn = latest
+            except BusyError as exc:
+                raise gr.Error(str(exc)) from None
+            assert turn is not None
+            record = export.dialogue_record(
+                session.chat_id, session.dialogue, session.turns, ctx.export_meta()
+            )
+            mine = {part.exec_id for part in turn.executions()}
+            return {
+                "reply": session.dialogue[turn.dialogue_start + 1 :],
+                "executions": [e for e in record["meta"]["executions"] if e["exec_id"] in mine],
+                "reason": turn.done_reason,
+                "dialogue": record,
+            }
+
+        gr.api(chat, api_name="chat", **chat_group)
+
+        def on_unload(request: gr.Request):
+            ctx.chats.close(_session_key(request))
+
+        demo.unload(on_unload)
+    return demo

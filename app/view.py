@@ -1,0 +1,370 @@
+"""What the chat shows: the loop's events folded into turns, and turns rendered as Gradio chat messages.
+
+A `Turn` is one user message and everything the loop produced for it, in order: assistant prose and
+executions. `Turn.apply(event)` folds one loop event in; `render_turns` turns the whole history into the
+role/content dicts of `gr.Chatbot`. The raw execution tokens never reach the screen: a block the model is
+still writing shows as a pending "writing code" message, and a finished block as its execution message
+(code, stdout/stderr as they arrive, inline images, error, duration, running/done status).
+
+What this module deliberately does not do: talk to Gradio's server, run anything, or keep the dialogue the
+model sees (the loop's `Done.messages` is that; see `app.chat`). Images are written to files by the
+`ImageStore` given to `render_turns`, because the Chatbot shows files, not base64.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from interpreter.kernel import (
+    STATUS_CRASHED,
+    STATUS_ERROR,
+    STATUS_MEMORY,
+    STATUS_OK,
+    STATUS_TIMEOUT,
+    ExecutionResult,
+)
+from interpreter.loop import (
+    Done,
+    ErrorEvent,
+    ExecutionFinished,
+    ExecutionStarted,
+    Notice,
+    OutputChunk,
+    RoundFinished,
+    TextDelta,
+)
+from interpreter.protocol import OUTPUT_START, OUTPUT_STOP, RUN_START, RUN_STOP
+
+# More than this many characters of one execution's output are cut from the middle on screen (the export
+# keeps everything): re-rendering megabytes on every streamed update would freeze the browser.
+DISPLAY_OUTPUT_CHARS = 50_000
+
+IMAGE_MIME_SUFFIX = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "image/svg+xml": ".svg"}
+
+_FENCE_INFO = re.compile(r"^```[ \t]*([\w+-]*)[ \t]*\n?")
+
+
+@dataclass
+class TextPart:
+    raw: str = ""  # the assistant's text as generated, execution tokens included
+    finished: bool = (
+        False  # the round that produced it is over (an unclosed block is no longer "being written")
+    )
+
+
+@dataclass
+class ExecPart:
+    exec_id: str
+    language: str
+    code: str
+    chunks: list[list[str]] = field(default_factory=list)  # [stream, text], consecutive same-stream merged
+    result: ExecutionResult | None = None
+    state: str = "running"  # "asking" | "running" | "finished" | "skipped"
+
+    def add_output(self, stream: str, text: str) -> None:
+        if self.chunks and self.chunks[-1][0] == stream:
+            self.chunks[-1][1] += text
+        else:
+            self.chunks.append([stream, text])
+
+
+@dataclass
+class NotePart:
+    text: str
+    kind: str = "notice"  # "notice" | "error" | "stopped"
+
+
+Part = TextPart | ExecPart | NotePart
+
+
+@dataclass
+class Turn:
+    """One user message and what the loop produced for it."""
+
+    user: str
+    dialogue_start: int  # len(dialogue) before this user message: Undo/Retry cut the dialogue back to it
+    parts: list[Part] = field(default_factory=list)
+    done_reason: str | None = None
+
+    def apply(self, event: object) -> None:
+        if isinstance(event, TextDelta):
+            last = self.parts[-1] if self.parts else None
+            if isinstance(last, TextPart) and not last.finished:
+                last.raw += event.text
+            else:
+                self.parts.append(TextPart(event.text))
+        elif isinstance(event, ExecutionStarted):
+            self._finish_text()
+            asking = self._find_exec(state="asking")
+            if asking is not None:
+                asking.exec_id, asking.language, asking.code, asking.state = (
+                    event.exec_id,
+                    event.language,
+                    event.code,
+                    "running",
+                )
+            else:
+                self.parts.append(ExecPart(event.exec_id, event.language, event.code))
+        elif isinstance(event, OutputChunk):
+            part = self._find_exec(exec_id=event.exec_id)
+            if part is not None:
+                part.add_output(event.stream, event.text)
+        elif isinstance(event, ExecutionFinished):
+            part = self._find_exec(exec_id=event.exec_id)
+            if part is not None:
+                part.result = event.result
+                part.state = "finished"
+        elif isinstance(event, RoundFinished):
+            self._finish_text()
+        elif isinstance(event, Notice):
+            self._finish_text()
+            self.parts.append(NotePart(event.message))
+        elif isinstance(event, ErrorEvent):
+            self._finish_text()
+            self.parts.append(NotePart(event.message, kind="error"))
+        elif isinstance(event, Done):
+            self._finish_text()
+            self.done_reason = event.reason
+            for part in self.parts:
+                if isinstance(part, ExecPart) and part.state in ("running", "asking"):
+                    part.state = "finished" if part.result else "skipped"
+            if event.reason == "cancelled":
+                self.parts.append(NotePart("stopped", kind="stopped"))
+
+    def ask(self, language: str, code: str) -> None:
+        """The loop waits for the user to approve this block (execution mode "ask")."""
+        self._finish_text()
+        self.parts.append(ExecPart(exec_id="", language=language, code=code, state="asking"))
+
+    def skip_asked(self) -> None:
+        part = self._find_exec(state="asking")
+        if part is not None:
+            part.state = "skipped"
+
+    def executions(self) -> list[ExecPart]:
+        return [p for p in self.parts if isinstance(p, ExecPart)]
+
+    def _finish_text(self) -> None:
+        if self.parts and isinstance(self.parts[-1], TextPart):
+            self.parts[-1].finished = True
+
+    def _find_exec(self, exec_id: str | None = None, state: str | None = None) -> ExecPart | None:
+        for part in reversed(self.parts):
+            if isinstance(part, ExecPart) and (
+                (exec_id is not None and part.exec_id == exec_id)
+                or (state is not None and part.state == state)
+            ):
+                return part
+        return None
+
+
+# ---------------------------------------------------------------------------------------------- display text
+
+
+def split_display(raw: str) -> tuple[str, str | None]:
+    """Split generated text into (prose to show, code of a block still being written or None).
+
+    Complete blocks are dropped (their execution message shows them); so is a trailing fragment that may
+    be the start of a special token still streaming in.
+    """
+    prose: list[str] = []
+    pos = 0
+    draft: str | None = None
+    while True:
+        start = raw.find(RUN_START, pos)
+        if start < 0:
+            prose.append(raw[pos:])
+            break
+        prose.append(raw[pos:start])
+        stop = raw.find(RUN_STOP, start)
+        if stop < 0:
+            draft = raw[start + len(RUN_START) :]
+            break
+        pos = stop + len(RUN_STOP)
+    text = "".join(prose)
+    for token in (OUTPUT_START, OUTPUT_STOP, RUN_STOP):
+        text = text.replace(token, "")
+    text = _strip_partial_token(text)
+    if draft is not None:
+        draft = _strip_partial_token(draft)
+    return text, draft
+
+
+def _strip_partial_token(text: str) -> str:
+    """Drop a tail that is a proper prefix of a special token (the rest of it has not streamed in yet)."""
+    cut = text.rfind("<")
+    if cut < 0 or len(text) - cut > max(len(t) for t in (RUN_START, RUN_STOP, OUTPUT_START, OUTPUT_STOP)):
+        return text
+    tail = text[cut:]
+    if any(token.startswith(tail) for token in (RUN_START, RUN_STOP, OUTPUT_START, OUTPUT_STOP)):
+        return text[:cut]
+    return text
+
+
+def code_of_draft(draft: str) -> tuple[str, str]:
+    """(language, code) of a block being written: its fence line and closing fence removed."""
+    match = _FENCE_INFO.match(draft.lstrip())
+    body = draft.lstrip()
+    language = ""
+    if match:
+        language = match.group(1)
+        body = body[match.end() :]
+    body = re.sub(r"\n?`{1,3}\s*$", "", body)
+    return language or "python", body
+
+
+def fenced(text: str, info: str = "") -> str:
+    """A Markdown code block that survives backticks inside `text`."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{info}\n{text.rstrip(chr(10))}\n{fence}"
+
+
+def clip(text: str, limit: int = DISPLAY_OUTPUT_CHARS) -> str:
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n… {len(text) - limit} characters not shown here (the export has them all) …\n{text[-half:]}"
+
+
+# ---------------------------------------------------------------------------------------------- messages
+
+
+class ImageStore:
+    """Writes images from display_data to files named by content hash, so each is written once."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def path_for(self, mime: str, data: str) -> Path:
+        raw = data.encode() if mime == "image/svg+xml" else base64.b64decode(data)
+        digest = hashlib.sha256(raw).hexdigest()[:24]
+        path = self.folder / f"{digest}{IMAGE_MIME_SUFFIX[mime]}"
+        if not path.exists():
+            self.folder.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".part")
+            tmp.write_bytes(raw)
+            tmp.replace(path)
+        return path
+
+
+def images_of(result: ExecutionResult | None) -> list[tuple[str, str]]:
+    """(mime, data) of every image in a result's rich outputs, in order."""
+    found = []
+    for output in (result.outputs if result else []) or []:
+        data = output.get("data") or {}
+        for mime in IMAGE_MIME_SUFFIX:
+            if mime in data:
+                value = data[mime]
+                found.append((mime, value if isinstance(value, str) else "".join(value)))
+                break
+    return found
+
+
+def _exec_title(part: ExecPart) -> str:
+    lang = part.language
+    if part.state == "asking":
+        return f"❓ Run this {lang} code? (approve or edit it below the chat)"
+    if part.state == "skipped":
+        return f"⏭ {lang}: not run"
+    if part.state == "running" or part.result is None:
+        return f"⏳ Running {lang}…"
+    result = part.result
+    if result.status == STATUS_OK:
+        return f"✅ Ran {lang}"
+    if result.status == STATUS_ERROR:
+        name = result.error.name if result.error else "error"
+        if name == "KeyboardInterrupt":
+            return f"⏹ {lang}: interrupted"
+        return f"❌ {lang}: {name}"
+    if result.status == STATUS_TIMEOUT:
+        return f"⏱ {lang}: timed out"
+    if result.status == STATUS_MEMORY:
+        return f"💥 {lang}: memory limit"
+    if result.status == STATUS_CRASHED:
+        return f"💥 {lang}: kernel crashed"
+    return f"{lang}: {result.status}"
+
+
+def exec_body(part: ExecPart) -> str:
+    sections = [fenced(part.code, part.language)]
+    result = part.result
+    if result is not None and (result.stdout or result.stderr) and not part.chunks:
+        chunks = [["stdout", result.stdout], ["stderr", result.stderr]]
+    else:
+        chunks = part.chunks
+    for stream, text in chunks:
+        if text:
+            label = "output" if stream == "stdout" else "stderr"
+            sections.append(f"**{label}**\n\n{fenced(clip(text), 'text')}")
+    if result is not None:
+        for output in result.outputs or []:
+            data = output.get("data") or {}
+            if "text/plain" in data and not any(mime in data for mime in IMAGE_MIME_SUFFIX):
+                text = data["text/plain"]
+                text = text if isinstance(text, str) else "".join(text)
+                sections.append(f"**result**\n\n{fenced(clip(text), 'text')}")
+        if result.error is not None and result.error.name != "KeyboardInterrupt":
+            sections.append(
+                f"**error**\n\n{fenced(clip(result.error.traceback or result.error.value), 'text')}"
+            )
+        if result.dropped_chars:
+            sections.append(f"_{result.dropped_chars} characters of output were dropped by the kernel's cap_")
+        if result.state_lost:
+            sections.append("⚠️ **The kernel was restarted: variables and imports are gone.**")
+        if result.message:
+            sections.append(f"_{result.message}_")
+    return "\n\n".join(sections)
+
+
+def exec_message(part: ExecPart) -> dict:
+    metadata: dict = {"title": _exec_title(part)}
+    if part.state in ("running", "asking"):
+        metadata["status"] = "pending"
+    else:
+        metadata["status"] = "done"
+    if part.result is not None:
+        metadata["duration"] = round(part.result.duration_s, 3)
+    return {"role": "assistant", "content": exec_body(part), "metadata": metadata}
+
+
+def render_turn(turn: Turn, images: ImageStore) -> list[dict]:
+    messages: list[dict] = [{"role": "user", "content": turn.user}]
+    for part in turn.parts:
+        if isinstance(part, TextPart):
+            prose, draft = split_display(part.raw)
+            if prose.strip():
+                messages.append({"role": "assistant", "content": prose.strip()})
+            if draft is not None:
+                language, code = code_of_draft(draft)
+                if part.finished:
+                    # An unclosed block at the end of a round never ran: show it as what the model wrote.
+                    messages.append({"role": "assistant", "content": fenced(code, language)})
+                else:
+                    messages.append(
+                        {
+                            "role": "assistant",
+                            "content": fenced(code, language),
+                            "metadata": {"title": f"✍️ Writing {language}…", "status": "pending"},
+                        }
+                    )
+        elif isinstance(part, ExecPart):
+            messages.append(exec_message(part))
+            for mime, data in images_of(part.result):
+                messages.append({"role": "assistant", "content": {"path": str(images.path_for(mime, data))}})
+        elif isinstance(part, NotePart):
+            prefix = {"error": "⚠️ **Error:** ", "stopped": "⏹ _", "notice": "ℹ️ _"}[part.kind]
+            suffix = "_" if part.kind in ("stopped", "notice") else ""
+            messages.append({"role": "assistant", "content": f"{prefix}{part.text}{suffix}"})
+    return messages
+
+
+def render_turns(turns: list[Turn], images: ImageStore) -> list[dict]:
+    messages: list[dict] = []
+    for turn in turns:
+        messages.extend(render_turn(turn, images))
+    return messages
