@@ -1,10 +1,33 @@
 """One persistent Jupyter kernel per session, run inside a sandbox: execute -> structured result.
 
-(Skeleton: the data types below are the contract; KernelSession is being implemented.)
+`KernelSession` writes an IPC connection file into the session's ipc folder, asks the sandbox to start
+ipykernel there, and talks the Jupyter messaging protocol to it over zmq directly (jupyter_client's
+`Session` signs and parses the messages; the sockets are plain zmq, polled from the calling thread, so a
+warm round trip costs a few milliseconds and no background threads exist).
+
+What it guarantees per `execute`:
+- stdout/stderr reach the `on_output` callback as they arrive, in order; rich outputs (execute_result,
+  display_data) are kept as mime bundles; errors carry name, value and an ANSI-free traceback;
+- wall-clock timeout: interrupt_request first (the kernel keeps its state); if it is still busy after a
+  grace period, the kernel is restarted and the result says state was lost;
+- kernel death (crash, out-of-memory kill) is noticed within about a second, reported as "crashed" or
+  "memory_limit", and the kernel restarted;
+- `input()` fails at once with a clear message (no stdin channel is offered);
+- output is capped per stream: the head and the tail are kept, the middle dropped and counted.
+
+What it deliberately does not do: choose or build the sandbox (see `interpreter.sandboxes`), run shell
+blocks (see `interpreter.session`), or keep kernels warm (see `interpreter.pool`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import re
+import secrets
+import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -17,6 +40,24 @@ STATUS_MEMORY = "memory_limit"
 
 # Called with ("stdout" | "stderr", text) as output arrives, so a UI can stream it.
 OutputCallback = Callable[[str, str], None]
+
+DEFAULT_OUTPUT_CAP_CHARS = 100_000
+# Rich outputs (images, html) beyond this many characters per execution are replaced by a note.
+RICH_OUTPUT_CAP_CHARS = 20_000_000
+INTERRUPT_GRACE_S = 3.0
+STARTUP_TIMEOUT_S = 60.0
+# How often a waiting execute checks that the kernel process still lives.
+ALIVE_CHECK_S = 0.2
+# After execute_reply, how long to wait for the iopub "idle" that ends the output (it can be lost when the
+# kernel's publisher drops messages under flood).
+IDLE_AFTER_REPLY_S = 2.0
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+
+INPUT_MESSAGE = (
+    "input() is not available: code runs without a keyboard. Put the values in the code instead "
+    "(e.g. replace input() with a literal)."
+)
 
 
 @dataclass
@@ -41,3 +82,449 @@ class ExecutionResult:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+class KernelStartError(RuntimeError):
+    """The kernel did not come up; the message says why in one line."""
+
+
+def strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text)
+
+
+class _CappedStream:
+    """Keeps the first and last `cap // 2` characters of a stream and counts what fell in between."""
+
+    def __init__(self, cap: int) -> None:
+        self.head_cap = cap // 2
+        self.tail_cap = cap - self.head_cap
+        self.head: list[str] = []
+        self.head_len = 0
+        self.tail: deque[str] = deque()
+        self.tail_len = 0
+        self.dropped = 0
+
+    def add(self, text: str) -> str:
+        """Store `text`; return the part that is still within the head (what may be streamed live)."""
+        live = ""
+        room = self.head_cap - self.head_len
+        if room > 0:
+            live = text[:room]
+            self.head.append(live)
+            self.head_len += len(live)
+            text = text[room:]
+        if text:
+            self.tail.append(text)
+            self.tail_len += len(text)
+            while self.tail_len > self.tail_cap:
+                excess = self.tail_len - self.tail_cap
+                first = self.tail[0]
+                if len(first) <= excess:
+                    self.tail.popleft()
+                    self.tail_len -= len(first)
+                    self.dropped += len(first)
+                else:
+                    self.tail[0] = first[excess:]
+                    self.tail_len -= excess
+                    self.dropped += excess
+        return live
+
+    @property
+    def full(self) -> bool:
+        return self.head_len >= self.head_cap
+
+    def text(self) -> str:
+        head = "".join(self.head)
+        tail = "".join(self.tail)
+        if self.dropped:
+            return f"{head}\n[... {self.dropped} characters dropped: output limit reached ...]\n{tail}"
+        return head + tail
+
+
+class _Execution:
+    """Collects what one execute_request produces."""
+
+    def __init__(self, msg_id: str, cap: int, on_output: OutputCallback | None) -> None:
+        self.msg_id = msg_id
+        self.streams = {"stdout": _CappedStream(cap), "stderr": _CappedStream(cap)}
+        self.on_output = on_output
+        self.outputs: list[dict] = []
+        self.rich_chars = 0
+        self.rich_dropped = 0
+        self.error: ExecutionError | None = None
+        self.reply: dict | None = None
+        self.idle = False
+        self.cut_notice_sent = {"stdout": False, "stderr": False}
+
+    def stream(self, name: str, text: str) -> None:
+        name = name if name in self.streams else "stdout"
+        capped = self.streams[name]
+        live = capped.add(text)
+        if self.on_output is None:
+            return
+        if live:
+            self._emit(name, live)
+        if capped.full and capped.tail_len and not self.cut_notice_sent[name]:
+            self.cut_notice_sent[name] = True
+            self._emit(
+                name, "\n[... output limit reached: the rest is cut, its end is kept for the result ...]\n"
+            )
+
+    def _emit(self, name: str, text: str) -> None:
+        try:
+            self.on_output(name, text)
+        except Exception:  # noqa: BLE001 - a broken UI callback must not break the execution
+            self.on_output = None
+
+    def rich(self, output_type: str, content: dict) -> None:
+        data = content.get("data") or {}
+        size = sum(len(v) if isinstance(v, str) else len(json.dumps(v)) for v in data.values())
+        if self.rich_chars + size > RICH_OUTPUT_CAP_CHARS:
+            self.rich_dropped += 1
+            return
+        self.rich_chars += size
+        self.outputs.append(
+            {"output_type": output_type, "data": data, "metadata": content.get("metadata") or {}}
+        )
+
+    def set_error(self, content: dict) -> None:
+        name = content.get("ename", "Error")
+        value = content.get("evalue", "")
+        if name == "StdinNotImplementedError":
+            name, value = "InputNotSupported", INPUT_MESSAGE
+        traceback = strip_ansi("\n".join(content.get("traceback") or []))
+        self.error = ExecutionError(name=name, value=strip_ansi(value), traceback=traceback)
+
+    def result(
+        self, status: str, started: float, *, state_lost: bool = False, message: str = ""
+    ) -> ExecutionResult:
+        dropped = sum(s.dropped for s in self.streams.values())
+        if self.rich_dropped:
+            note = f"{self.rich_dropped} rich outputs dropped: over {RICH_OUTPUT_CAP_CHARS} characters"
+            message = f"{message}; {note}" if message else note
+        if dropped and not message:
+            message = f"output capped: {dropped} characters dropped from the middle"
+        return ExecutionResult(
+            status=status,
+            stdout=self.streams["stdout"].text(),
+            stderr=self.streams["stderr"].text(),
+            outputs=self.outputs,
+            error=self.error,
+            duration_s=time.monotonic() - started,
+            state_lost=state_lost,
+            dropped_chars=dropped,
+            message=message,
+        )
+
+
+class KernelSession:
+    """A persistent ipykernel inside `sandbox`, reached through IPC sockets in `dirs.ipc`."""
+
+    def __init__(
+        self,
+        sandbox,
+        dirs,
+        *,
+        timeout_s: float = 30,
+        output_cap_chars: int = DEFAULT_OUTPUT_CAP_CHARS,
+        interrupt_grace_s: float = INTERRUPT_GRACE_S,
+        startup_timeout_s: float = STARTUP_TIMEOUT_S,
+    ) -> None:
+        self.sandbox = sandbox
+        self.dirs = dirs
+        self.timeout_s = timeout_s
+        self.output_cap_chars = output_cap_chars
+        self.interrupt_grace_s = interrupt_grace_s
+        self.startup_timeout_s = startup_timeout_s
+        self.process = None
+        self._generation = 0
+        self._context = None
+        self._sockets: dict = {}
+        self._session = None
+        self._lock = threading.RLock()  # one execute at a time
+        self._control_lock = threading.Lock()  # interrupt() may come from another thread
+        self._closed = False
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+
+    def start(self) -> KernelSession:
+        with self._lock:
+            if self._closed:
+                raise KernelStartError("kernel session is closed")
+            if self.process is None:
+                self._launch()
+        return self
+
+    def _launch(self) -> None:
+        import zmq
+        from jupyter_client.session import Session as _ProtocolSession
+
+        self._generation += 1
+        gen = self._generation
+        key = secrets.token_hex(32)
+        ports = {name: gen * 10 + i for i, name in enumerate(("shell", "iopub", "stdin", "control", "hb"), 1)}
+        name = f"kernel-{gen}.json"
+        connection = {f"{k}_port": v for k, v in ports.items()}
+        connection.update(
+            ip="/ipc/kernel",
+            key=key,
+            transport="ipc",
+            signature_scheme="hmac-sha256",
+            kernel_name="python3",
+        )
+        path = self.dirs.ipc / name
+        path.write_text(json.dumps(connection))
+        path.chmod(0o644)
+        self._session = _ProtocolSession(
+            key=key.encode(), signature_scheme="hmac-sha256", username="autocoder"
+        )
+        if self._context is None:
+            self._context = zmq.Context()
+        self.process = self.sandbox.launch_kernel(self.dirs, name, {})
+        try:
+            self._connect(ports)
+            self._wait_ready()
+        except BaseException:
+            self._drop_kernel()
+            raise
+
+    def _connect(self, ports: dict[str, int]) -> None:
+        import zmq
+
+        def socket(kind: int, port: int):
+            sock = self._context.socket(kind)
+            sock.setsockopt(zmq.LINGER, 0)
+            # The kernel binds a moment after it starts: retry the connect quickly.
+            sock.setsockopt(zmq.RECONNECT_IVL, 10)
+            sock.setsockopt(zmq.RCVHWM, 0)
+            sock.connect(f"ipc://{self.dirs.ipc}/kernel-{port}")
+            return sock
+
+        iopub = socket(zmq.SUB, ports["iopub"])
+        iopub.setsockopt(zmq.SUBSCRIBE, b"")
+        self._sockets = {
+            "shell": socket(zmq.DEALER, ports["shell"]),
+            "iopub": iopub,
+            "control": socket(zmq.DEALER, ports["control"]),
+        }
+
+    def _wait_ready(self) -> None:
+        """kernel_info until the shell answers and iopub delivers (so no early output is missed)."""
+        import zmq
+
+        deadline = time.monotonic() + self.startup_timeout_s
+        shell, iopub = self._sockets["shell"], self._sockets["iopub"]
+        poller = zmq.Poller()
+        poller.register(shell, zmq.POLLIN)
+        poller.register(iopub, zmq.POLLIN)
+        shell_ok = iopub_ok = False
+        self._session.send(shell, "kernel_info_request", {})
+        last_probe = time.monotonic()
+        while not (shell_ok and iopub_ok):
+            now = time.monotonic()
+            if now > deadline:
+                raise KernelStartError(
+                    f"kernel did not start within {self.startup_timeout_s:.0f} s; see {self.dirs.root / 'kernel.log'}"
+                )
+            if not self.process.is_alive():
+                raise KernelStartError(f"kernel exited at start: {self._log_tail()}")
+            if shell_ok and now - last_probe > 0.05:
+                # The iopub subscription may have missed the first status messages: ask again.
+                self._session.send(shell, "kernel_info_request", {})
+                last_probe = now
+            events = dict(poller.poll(50))
+            if shell in events:
+                msg = self._recv(shell)
+                if msg and msg["msg_type"] == "kernel_info_reply":
+                    shell_ok = True
+            if iopub in events and self._recv(iopub) is not None:
+                iopub_ok = True
+        # Drain replies to the extra probes so they do not show up later.
+        time.sleep(0.005)
+        for sock in (shell, iopub):
+            while self._recv(sock) is not None:
+                pass
+
+    def _log_tail(self) -> str:
+        try:
+            text = (self.dirs.root / "kernel.log").read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "no kernel log"
+        return text[-1] if text else "no output"
+
+    def _recv(self, sock) -> dict | None:
+        """One message, or None when none is waiting or it cannot be parsed (never raises on bad data)."""
+        import zmq
+
+        try:
+            frames = sock.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return None
+        try:
+            _, frames = self._session.feed_identities(frames, copy=True)
+            return self._session.deserialize(frames, content=True, copy=True)
+        except Exception:  # noqa: BLE001 - a malformed message is skipped, not fatal
+            return {"msg_type": "_malformed", "parent_header": {}, "content": {}}
+
+    def _drop_kernel(self) -> None:
+        for sock in self._sockets.values():
+            with contextlib.suppress(Exception):
+                sock.close(linger=0)
+        self._sockets = {}
+        if self.process is not None:
+            self.process.kill()
+            self.process = None
+        for path in self.dirs.ipc.glob("kernel-*"):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+    def restart(self) -> None:
+        """Kill the kernel and start a fresh one (state is lost)."""
+        with self._lock:
+            self._drop_kernel()
+            self._launch()
+
+    def interrupt(self) -> None:
+        """Ask the kernel to interrupt what it runs (KeyboardInterrupt inside); safe from any thread."""
+        with self._control_lock:
+            sock = self._sockets.get("control")
+            if sock is not None:
+                with contextlib.suppress(Exception):
+                    self._session.send(sock, "interrupt_request", {})
+
+    def close(self) -> None:
+        with self._control_lock:
+            self._closed = True
+        with self._lock:
+            self._drop_kernel()
+            if self._context is not None:
+                self._context.term()
+                self._context = None
+
+    def is_alive(self) -> bool:
+        return self.process is not None and self.process.is_alive()
+
+    # ---- execution ----------------------------------------------------------------------------------
+
+    def execute(
+        self, code: str, on_output: OutputCallback | None = None, timeout_s: float | None = None
+    ) -> ExecutionResult:
+        started = time.monotonic()
+        if not isinstance(code, str):
+            return ExecutionResult(status=STATUS_ERROR, message="code must be text", duration_s=0.0)
+        if not code.strip():
+            return ExecutionResult(status=STATUS_OK, message="nothing to run: the code is empty")
+        with self._lock:
+            if self._closed:
+                return ExecutionResult(status=STATUS_CRASHED, message="the session is closed")
+            if self.process is None or not self.process.is_alive():
+                return self._recover_dead(started, _Execution("", self.output_cap_chars, None), before=True)
+            return self._execute(code, on_output, self.timeout_s if timeout_s is None else timeout_s, started)
+
+    def _execute(self, code: str, on_output, timeout_s: float, started: float) -> ExecutionResult:
+        import zmq
+
+        shell, iopub = self._sockets["shell"], self._sockets["iopub"]
+        content = {
+            "code": code,
+            "silent": False,
+            "store_history": True,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        }
+        msg = self._session.msg("execute_request", content)
+        msg_id = msg["header"]["msg_id"]
+        run = _Execution(msg_id, self.output_cap_chars, on_output)
+        self._session.send(shell, msg)
+        poller = zmq.Poller()
+        poller.register(shell, zmq.POLLIN)
+        poller.register(iopub, zmq.POLLIN)
+        deadline = started + timeout_s
+        interrupted_at: float | None = None
+        reply_at: float | None = None
+        last_alive_check = time.monotonic()
+        while not (run.reply is not None and run.idle):
+            now = time.monotonic()
+            if reply_at is not None and now - reply_at > IDLE_AFTER_REPLY_S:
+                break  # the idle status was lost in a flood; the reply is authoritative
+            if now - last_alive_check >= ALIVE_CHECK_S:
+                last_alive_check = now
+                if not self.process.is_alive():
+                    return self._recover_dead(started, run)
+            if interrupted_at is None and now >= deadline:
+                self.interrupt()
+                interrupted_at = now
+            elif interrupted_at is not None and now - interrupted_at >= self.interrupt_grace_s:
+                self.restart()
+                return run.result(
+                    STATUS_TIMEOUT,
+                    started,
+                    state_lost=True,
+                    message=f"timed out after {timeout_s:g} s and did not stop when interrupted; "
+                    "kernel restarted, state lost",
+                )
+            wait_ms = max(
+                1,
+                int(min(ALIVE_CHECK_S, max(0.0, deadline - now) if interrupted_at is None else 0.05) * 1000),
+            )
+            events = dict(poller.poll(wait_ms))
+            if iopub in events:
+                # Drain iopub before shell: output published before the reply must land first.
+                while (message := self._recv(iopub)) is not None:
+                    self._handle_iopub(run, message)
+            if shell in events:
+                while (message := self._recv(shell)) is not None:
+                    if (
+                        message["msg_type"] == "execute_reply"
+                        and message["parent_header"].get("msg_id") == msg_id
+                    ):
+                        run.reply = message["content"]
+                        reply_at = time.monotonic()
+        if interrupted_at is not None:
+            return run.result(
+                STATUS_TIMEOUT,
+                started,
+                message=f"timed out after {timeout_s:g} s; interrupted, the session keeps its state",
+            )
+        if run.error is not None or (run.reply or {}).get("status") == "error":
+            if run.error is None:
+                run.set_error(run.reply or {})
+            if run.error.name == "MemoryError":
+                return run.result(STATUS_MEMORY, started, message="the code ran out of memory (MemoryError)")
+            return run.result(STATUS_ERROR, started)
+        if (run.reply or {}).get("status") == "aborted":
+            return run.result(STATUS_ERROR, started, message="execution aborted by the kernel")
+        return run.result(STATUS_OK, started)
+
+    def _handle_iopub(self, run: _Execution, message: dict) -> None:
+        if message["parent_header"].get("msg_id") != run.msg_id:
+            return
+        kind = message["msg_type"]
+        content = message["content"]
+        if kind == "stream":
+            run.stream(content.get("name", "stdout"), content.get("text", ""))
+        elif kind in ("execute_result", "display_data"):
+            run.rich(kind, content)
+        elif kind == "error":
+            run.set_error(content)
+        elif kind == "status" and content.get("execution_state") == "idle":
+            run.idle = True
+
+    def _recover_dead(self, started: float, run: _Execution, before: bool = False) -> ExecutionResult:
+        """The kernel process is gone: say why, start a fresh one, report that state was lost."""
+        reason = self.process.exit_reason() if self.process is not None else "crashed"
+        limit_mb = getattr(getattr(self.sandbox, "limits", None), "memory_mb", None)
+        if reason == "memory":
+            status = STATUS_MEMORY
+            what = f"the kernel was killed for exceeding its memory limit ({limit_mb} MB)"
+        else:
+            status = STATUS_CRASHED
+            what = "the kernel died" + (" before this execution" if before else "")
+        try:
+            self._drop_kernel()
+            self._launch()
+            tail = "kernel restarted, state lost"
+        except Exception as exc:  # noqa: BLE001 - reported in the result
+            tail = f"restarting the kernel failed: {exc}"
+        return run.result(status, started, state_lost=True, message=f"{what}; {tail}")

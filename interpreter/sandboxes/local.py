@@ -1,0 +1,589 @@
+"""The local sandbox: a kernel (or a one-shot command) in a bubblewrap jail, without Docker.
+
+What the code inside sees and may do:
+- runs as uid/gid 65534 (nobody), no capabilities, no_new_privs, in its own pid, ipc, uts, mount and network
+  namespaces. The network namespace has only a loopback device, so DNS, the host's loopback services and
+  IPv6 are all unreachable (the package installer alone asks for `network=True`);
+- a new root holding only read-only /usr (and the /bin, /lib... links), the Python installation and venv the
+  host runs (the venv appears at /opt/venv), a few harmless files from /etc (dynamic-linker cache,
+  certificates, timezone, fonts) and a two-line /etc/passwd; fresh /proc, minimal /dev, private /tmp
+  (tmpfs, size-capped). The host's home folders, /root, /etc/shadow, /run and the Docker socket are not
+  there at all;
+- /work (the session workdir) is the only writable host folder, /ipc holds the kernel's sockets, /pkgs
+  (read-only, on PYTHONPATH) holds what the installer put there for this session;
+- limits: a cgroup per process tree where the host lets us (memory with OOM detection, process count, CPU
+  share; v1 and v2, see `cgroups.py`) and rlimits always (file size, CPU time, open files, a per-uid
+  process backstop, and address space when no memory cgroup exists). RLIMIT_NPROC counts every process of
+  uid 65534 on the host, so it is a generous backstop; the per-sandbox count comes from the pids cgroup.
+
+How it is started: as root (this project's usual case) bubblewrap runs as root, which lets it bind the
+Python installation even when it lives under /root (mode 0700, unreadable to nobody), and the command then
+drops to 65534 with setpriv inside the jail, clearing every capability set. As any other user, bubblewrap
+runs unprivileged with a user namespace. Where bubblewrap is missing, `unshare` + `setpriv` build the
+same namespaces (a thinner jail: the host's filesystem stays visible read-only except the hidden paths).
+
+What it deliberately does not cover: a seccomp filter (the kernel's syscall surface is the host's), disk
+quotas for /work (only the per-file size limit), and GPU access.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from interpreter.sandboxes import cgroups
+from interpreter.sandboxes.base import (
+    INNER_IPC_DIR,
+    INNER_PKGS_DIR,
+    INNER_WORKDIR,
+    SANDBOX_GID,
+    SANDBOX_LABEL,
+    SANDBOX_UID,
+    CommandResult,
+    KernelProcess,
+    Sandbox,
+    SandboxUnavailable,
+    SessionDirs,
+)
+
+INNER_VENV = "/opt/venv"
+TMP_SIZE_MB = 512
+# Per-uid process backstop (all sandboxes share uid 65534); the per-sandbox limit is the pids cgroup.
+NPROC_BACKSTOP = 4096
+MAX_OPEN_FILES = 4096
+# The tag in every jail's command line, so orphans of a crashed host process can be found.
+TAG_ENV = "AUTOCODER_SANDBOX"
+
+_ETC_FILES = (
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "alternatives",
+    "localtime",
+    "ssl",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "fonts",
+    "mime.types",
+    "nsswitch.conf",
+    "host.conf",
+)
+_ETC_NETWORK_FILES = ("resolv.conf", "hosts", "gai.conf")
+_PASSWD = f"root:x:0:0:root:/root:/usr/sbin/nologin\nsandbox:x:{SANDBOX_UID}:{SANDBOX_GID}:sandbox:/tmp:/usr/sbin/nologin\n"
+_GROUP = f"root:x:0:\nsandbox:x:{SANDBOX_GID}:\n"
+
+
+def python_layout() -> tuple[str, str | None]:
+    """(base interpreter prefix, venv prefix or None) of the Python running this process."""
+    base = os.path.realpath(sys.base_prefix)
+    venv = os.path.realpath(sys.prefix) if sys.prefix != sys.base_prefix else None
+    return base, venv
+
+
+def inner_python() -> str:
+    """The path of the host's Python as seen inside the jail."""
+    base, venv = python_layout()
+    return f"{INNER_VENV}/bin/python" if venv else f"{base}/bin/python3"
+
+
+def _ancestors(path: str) -> list[str]:
+    parts = Path(path).parts[1:-1]
+    return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def _killpg_quiet(popen: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        popen.kill()
+
+
+class _Spawner:
+    """Starts long-lived jails from one thread that lives as long as the process.
+
+    Why: bubblewrap's --die-with-parent uses PR_SET_PDEATHSIG, which fires when the *thread* that forked
+    the jail exits. A kernel started from a short-lived thread (a warm pool's filler) would die with it.
+    """
+
+    def __init__(self) -> None:
+        self._requests: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._serve, name="sandbox-spawner", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            func, reply = self._requests.get()
+            try:
+                reply.put((True, func()))
+            except BaseException as exc:  # noqa: BLE001 - handed back to the caller
+                reply.put((False, exc))
+
+    def call(self, func):
+        reply: queue.Queue = queue.Queue(maxsize=1)
+        self._requests.put((func, reply))
+        ok, value = reply.get()
+        if not ok:
+            raise value
+        return value
+
+
+_spawner: _Spawner | None = None
+_spawner_lock = threading.Lock()
+
+
+def _spawn(func):
+    global _spawner
+    if threading.current_thread() is threading.main_thread():
+        return func()
+    with _spawner_lock:
+        if _spawner is None:
+            _spawner = _Spawner()
+    return _spawner.call(func)
+
+
+@dataclass
+class _Jail:
+    """One started jail: the host process (bubblewrap) and its cgroups."""
+
+    popen: subprocess.Popen
+    groups: cgroups.CgroupSet
+
+    def kill(self) -> None:
+        _killpg_quiet(self.popen)
+        self.groups.kill_all()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout=5)
+        self.groups.remove()
+
+
+class LocalKernelProcess(KernelProcess):
+    def __init__(self, jail: _Jail) -> None:
+        self._jail = jail
+        self._killed = False
+
+    @property
+    def pid(self) -> int:
+        return self._jail.popen.pid
+
+    def is_alive(self) -> bool:
+        return self._jail.popen.poll() is None
+
+    def exit_reason(self) -> str | None:
+        if self.is_alive():
+            return None
+        if self._jail.groups.oom_kills() > 0:
+            return "memory"
+        return "crashed"
+
+    def returncode(self) -> int | None:
+        return self._jail.popen.poll()
+
+    def kill(self) -> None:
+        if not self._killed:
+            self._killed = True
+            self._jail.kill()
+
+
+@dataclass
+class LocalSandbox(Sandbox):
+    """bubblewrap (or unshare + setpriv) jail per kernel; see the module docstring for what it guarantees."""
+
+    name: str = "local"
+
+    @classmethod
+    def check_available(cls) -> None:
+        if shutil.which("bwrap") is None and (os.geteuid() != 0 or shutil.which("unshare") is None):
+            raise SandboxUnavailable(
+                "local sandbox needs bubblewrap: install it (apt-get install bubblewrap) or use --sandbox docker"
+            )
+        if os.geteuid() == 0 and shutil.which("setpriv") is None:
+            raise SandboxUnavailable("local sandbox needs setpriv to drop root: apt-get install util-linux")
+        if shutil.which("bwrap") is not None:
+            # Unprivileged bubblewrap needs user namespaces; prove it works once.
+            probe = subprocess.run(
+                ["bwrap", *cls._root_args(Path("/")), "--unshare-all", "--", "/bin/true"],
+                capture_output=True,
+                text=True,
+            )
+            if probe.returncode != 0:
+                raise SandboxUnavailable(
+                    f"bubblewrap cannot create a sandbox here ({probe.stderr.strip() or probe.returncode}); "
+                    "enable user namespaces (sysctl kernel.unprivileged_userns_clone=1) or use --sandbox docker"
+                )
+
+    # ---- argv construction -------------------------------------------------------------------------
+
+    @staticmethod
+    def _root_args(root: Path) -> list[str]:
+        """Read-only system folders: /usr and the merged-usr links (or real folders on older layouts)."""
+        args = ["--ro-bind", "/usr", "/usr"]
+        for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+            host = Path("/") / name
+            if host.is_symlink():
+                args += ["--symlink", os.readlink(host), f"/{name}"]
+            elif host.is_dir():
+                args += ["--ro-bind", str(host), f"/{name}"]
+        return args
+
+    def _bwrap_argv(
+        self,
+        dirs: SessionDirs,
+        *,
+        network: bool,
+        pkgs_writable: bool,
+        env: dict[str, str],
+        data_fds: list[tuple[int, str]],
+    ) -> list[str]:
+        as_root = os.geteuid() == 0
+        argv = ["bwrap", "--die-with-parent", "--new-session"]
+        argv += ["--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try"]
+        if not network:
+            argv.append("--unshare-net")
+        if as_root:
+            # Root bwrap keeps every capability unless told otherwise: keep only what setpriv needs to drop
+            # to 65534 (setpriv then clears all sets, bounding included).
+            argv += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+            argv += ["--cap-add", "CAP_SETPCAP"]
+        else:
+            argv += ["--unshare-user", "--disable-userns"]
+        argv += ["--hostname", "sandbox"]
+        argv += self._root_args(Path("/"))
+        base, venv = python_layout()
+        if not base.startswith("/usr/"):
+            for parent in _ancestors(base):
+                argv += ["--perms", "0755", "--dir", parent]
+            argv += ["--ro-bind", base, base]
+        if venv:
+            argv += ["--perms", "0755", "--dir", "/opt", "--ro-bind", venv, INNER_VENV]
+        argv += ["--perms", "0755", "--dir", "/etc"]
+        for name in _ETC_FILES + (_ETC_NETWORK_FILES if network else ()):
+            if os.path.exists(f"/etc/{name}"):
+                argv += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+        if not network:
+            # Let "localhost" resolve inside (to the jail's own loopback).
+            data_fds.append((_data_fd("127.0.0.1 localhost\n::1 localhost\n"), "/etc/hosts"))
+        data_fds.append((_data_fd(_PASSWD), "/etc/passwd"))
+        data_fds.append((_data_fd(_GROUP), "/etc/group"))
+        for fd, dest in data_fds:
+            argv += ["--perms", "0644", "--ro-bind-data", str(fd), dest]
+        argv += ["--proc", "/proc", "--dev", "/dev"]
+        argv += ["--perms", "01777", "--size", str(TMP_SIZE_MB * 1024 * 1024), "--tmpfs", "/tmp"]
+        argv += ["--perms", "01777", "--size", str(64 * 1024 * 1024), "--tmpfs", "/dev/shm"]
+        argv += ["--bind", str(dirs.work), INNER_WORKDIR]
+        argv += ["--bind", str(dirs.ipc), INNER_IPC_DIR]
+        argv += ["--bind" if pkgs_writable else "--ro-bind", str(dirs.pkgs), INNER_PKGS_DIR]
+        argv += ["--clearenv"]
+        for key, value in env.items():
+            argv += ["--setenv", key, value]
+        argv.append("--")
+        if as_root:
+            argv += [
+                "setpriv",
+                f"--reuid={SANDBOX_UID}",
+                f"--regid={SANDBOX_GID}",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+                "--",
+            ]
+        # cd only after dropping root: the workdir belongs to 65534 and root has no DAC override here.
+        return argv + ["env", "-C", INNER_WORKDIR, "--"]
+
+    def _unshare_argv(self, dirs: SessionDirs, *, network: bool, pkgs_writable: bool, env: dict[str, str]):
+        """Fallback without bubblewrap (root only): namespaces from unshare, mounts from a tiny sh script."""
+        hide = ["/root", "/home", "/run", "/var/run", "/tmp", "/mnt", "/media", "/srv", "/opt", "/work"]
+        base, venv = python_layout()
+        script = ["set -e", "mount --make-rprivate /"]
+        # Bind what must stay reachable before hiding its parents.
+        keep = f"/tmp/.autocoder-keep-{uuid.uuid4().hex[:8]}"
+        script.append(f"mkdir -p {keep}/py {keep}/venv {keep}/work {keep}/ipc {keep}/pkgs")
+        script.append(f"mount --rbind {shlex.quote(base)} {keep}/py")
+        if venv:
+            script.append(f"mount --rbind {shlex.quote(venv)} {keep}/venv")
+        for name, host in (("work", dirs.work), ("ipc", dirs.ipc), ("pkgs", dirs.pkgs)):
+            script.append(f"mount --bind {shlex.quote(str(host))} {keep}/{name}")
+        script.append("mount -t tmpfs -o size=1m,mode=755 tmpfs /mnt")
+        script.append(f"mkdir /mnt/keep && mount --move {keep} /mnt/keep")
+        for path in hide:
+            script.append(
+                f"[ -d {path} ] && [ ! -L {path} ] && mount -t tmpfs -o mode=755,size=1m tmpfs {path} || true"
+            )
+        script.append(f"mount -t tmpfs -o mode=1777,size={TMP_SIZE_MB}m tmpfs /tmp")
+        for sensitive in ("/etc/shadow", "/etc/gshadow", "/etc/sudoers"):
+            script.append(f"[ -e {sensitive} ] && mount --bind /dev/null {sensitive} || true")
+        if not base.startswith("/usr/"):
+            script.append(f"mkdir -p {shlex.quote(base)} && mount --rbind /mnt/keep/py {shlex.quote(base)}")
+        if venv:
+            script.append(f"mkdir -p {INNER_VENV} && mount --rbind /mnt/keep/venv {INNER_VENV}")
+        for name, inner in (("work", INNER_WORKDIR), ("ipc", INNER_IPC_DIR), ("pkgs", INNER_PKGS_DIR)):
+            script.append(f"mkdir -p {inner} && mount --bind /mnt/keep/{name} {inner}")
+        if not pkgs_writable:
+            script.append(f"mount -o remount,bind,ro {INNER_PKGS_DIR}")
+        script.append("mount -t proc proc /proc")
+        script.append("umount -l /mnt/keep")
+        script.append(f"cd {INNER_WORKDIR}")
+        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+        script.append(
+            f"exec env -i {exports} setpriv --reuid={SANDBOX_UID} --regid={SANDBOX_GID} --clear-groups "
+            '--inh-caps=-all --bounding-set=-all --no-new-privs -- "$@"'
+        )
+        flags = ["--mount", "--pid", "--ipc", "--uts", "--fork", "--kill-child"]
+        if not network:
+            flags.append("--net")
+        return ["unshare", *flags, "--", "/bin/sh", "-c", "; ".join(script), "sh"]
+
+    def _env(self, extra: dict[str, str] | None) -> dict[str, str]:
+        _, venv = python_layout()
+        path = "/usr/local/bin:/usr/bin:/bin"
+        if venv:
+            path = f"{INNER_VENV}/bin:" + path
+        threads = str(max(1, int(self.limits.cpus + 0.999)))
+        env = {
+            "PATH": path,
+            "HOME": "/tmp",
+            "USER": "sandbox",
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+            "TMPDIR": "/tmp",
+            "PYTHONPATH": INNER_PKGS_DIR,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "MPLCONFIGDIR": "/tmp/matplotlib",
+            "OMP_NUM_THREADS": threads,
+            "OPENBLAS_NUM_THREADS": threads,
+            "MKL_NUM_THREADS": threads,
+            TAG_ENV: f"{SANDBOX_LABEL}:{os.getpid()}",
+        }
+        env.update(extra or {})
+        env.pop("JPY_PARENT_PID", None)
+        return env
+
+    def _limits_prefix(self, groups: cgroups.CgroupSet) -> list[str]:
+        limits = self.limits
+        args = [
+            "prlimit",
+            f"--nproc={NPROC_BACKSTOP}",
+            f"--fsize={limits.max_file_size_mb * 1024 * 1024}",
+            f"--cpu={limits.cpu_time_s}",
+            f"--nofile={MAX_OPEN_FILES}",
+            "--core=0",
+        ]
+        if not groups.limits_memory:
+            # No memory cgroup: address-space limit instead (coarser: counts reserved, not used, memory).
+            args.append(f"--as={limits.memory_mb * 1024 * 1024}")
+        if not groups.limits_processes:
+            args[1] = f"--nproc={limits.max_processes}"
+        args.append("--")
+        if groups.paths:
+            # Enter the cgroups before anything else runs, so no child escapes them.
+            enter = "; ".join(f"echo $$ > {shlex.quote(p)}" for p in groups.procs_files())
+            return ["/bin/sh", "-c", f'{enter}; exec "$@"', "sh", *args]
+        return args
+
+    def _start(
+        self,
+        argv: list[str],
+        dirs: SessionDirs,
+        *,
+        network: bool,
+        pkgs_writable: bool,
+        env: dict[str, str] | None,
+        stdin: int | None,
+        stdout: int | None,
+        stderr: int | None,
+        suffix: str,
+        long_lived: bool,
+    ) -> _Jail:
+        limits = self.limits
+        groups = cgroups.CgroupSet.create(
+            suffix, memory_mb=limits.memory_mb, max_processes=limits.max_processes, cpus=limits.cpus
+        )
+        full_env = self._env(env)
+        data_fds: list[tuple[int, str]] = []
+        try:
+            if shutil.which("bwrap"):
+                jail = self._bwrap_argv(
+                    dirs, network=network, pkgs_writable=pkgs_writable, env=full_env, data_fds=data_fds
+                )
+            else:
+                jail = self._unshare_argv(dirs, network=network, pkgs_writable=pkgs_writable, env=full_env)
+            command = self._limits_prefix(groups) + jail + argv
+
+            def popen() -> subprocess.Popen:
+                return subprocess.Popen(
+                    command,
+                    stdin=stdin,
+                    stdout=stdout,
+                    stderr=stderr,
+                    pass_fds=[fd for fd, _ in data_fds],
+                    env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                    start_new_session=True,
+                )
+
+            process = _spawn(popen) if long_lived else popen()
+        except BaseException:
+            groups.remove()
+            raise
+        finally:
+            for fd, _ in data_fds:
+                os.close(fd)
+        return _Jail(popen=process, groups=groups)
+
+    # ---- the Sandbox contract -----------------------------------------------------------------------
+
+    def launch_kernel(
+        self, dirs: SessionDirs, connection_file_name: str, env: dict[str, str]
+    ) -> KernelProcess:
+        argv = kernel_argv(inner_python(), f"{INNER_IPC_DIR}/{connection_file_name}")
+        log = open(dirs.root / "kernel.log", "ab")  # noqa: SIM115 - handed to the child
+        try:
+            jail = self._start(
+                argv,
+                dirs,
+                network=False,
+                pkgs_writable=False,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log.fileno(),
+                stderr=log.fileno(),
+                suffix=f"{dirs.root.name}-k{uuid.uuid4().hex[:6]}",
+                long_lived=True,
+            )
+        finally:
+            log.close()
+        return LocalKernelProcess(jail)
+
+    def run_command(
+        self,
+        argv: list[str],
+        dirs: SessionDirs,
+        timeout_s: float,
+        *,
+        network: bool = False,
+        pkgs_writable: bool = False,
+        stdin: bytes | None = None,
+        env: dict[str, str] | None = None,
+        output_cap_bytes: int = 10_000_000,
+    ) -> CommandResult:
+        started = time.monotonic()
+        jail = self._start(
+            argv,
+            dirs,
+            network=network,
+            pkgs_writable=pkgs_writable,
+            env=env,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            suffix=f"{dirs.root.name}-c{uuid.uuid4().hex[:6]}",
+            long_lived=False,
+        )
+        return _collect(jail, stdin, timeout_s, output_cap_bytes, started)
+
+    def cleanup_orphans(self) -> int:
+        """Kill jails whose host process died without cleaning up (their tag names a dead pid)."""
+        killed = 0
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if not cmdline or not cmdline[0].endswith((b"bwrap", b"unshare")):
+                continue
+            tag = f"{TAG_ENV}".encode()
+            for i, arg in enumerate(cmdline[:-2]):
+                if arg == tag and cmdline[i + 1].startswith(SANDBOX_LABEL.encode() + b":"):
+                    owner = int(cmdline[i + 1].split(b":")[-1] or 0)
+                    if owner != os.getpid() and not cgroups._pid_alive(owner):
+                        with contextlib.suppress(ProcessLookupError, PermissionError):
+                            os.kill(int(proc.name), signal.SIGKILL)
+                            killed += 1
+                    break
+        return killed + cgroups.cleanup_orphan_groups()
+
+
+def kernel_argv(python: str, connection_file: str) -> list[str]:
+    """The kernel command, shared by the local and none sandboxes."""
+    return [
+        python,
+        "-m",
+        "ipykernel_launcher",
+        "-f",
+        connection_file,
+        # History is a sqlite file per kernel: useless here and slow to create.
+        "--HistoryManager.enabled=False",
+        "--IPKernelApp.quiet=True",
+    ]
+
+
+def _data_fd(text: str) -> int:
+    """A pipe holding `text`, for bwrap's --ro-bind-data (small: fits in the pipe buffer)."""
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, text.encode())
+    os.close(write_fd)
+    return read_fd
+
+
+def _collect(jail: _Jail, stdin: bytes | None, timeout_s: float, cap: int, started: float) -> CommandResult:
+    """Feed stdin, read both pipes (keeping at most `cap` bytes each), enforce the timeout."""
+    popen = jail.popen
+    chunks: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+    sizes = {"stdout": 0, "stderr": 0}
+    dropped = {"stdout": 0, "stderr": 0}
+
+    def reader(name: str, stream) -> None:
+        while True:
+            data = stream.read1(65536)
+            if not data:
+                return
+            room = cap - sizes[name]
+            if room > 0:
+                chunks[name].append(data[:room])
+                sizes[name] += min(room, len(data))
+            dropped[name] += max(0, len(data) - max(room, 0))
+
+    threads = [
+        threading.Thread(target=reader, args=("stdout", popen.stdout), daemon=True),
+        threading.Thread(target=reader, args=("stderr", popen.stderr), daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    if stdin is not None:
+        with contextlib.suppress(BrokenPipeError, OSError):
+            popen.stdin.write(stdin)
+        with contextlib.suppress(OSError):
+            popen.stdin.close()
+    timed_out = False
+    try:
+        popen.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    memory = jail.groups.oom_kills() > 0
+    jail.kill()
+    for thread in threads:
+        thread.join(timeout=2)
+
+    def text(name: str) -> str:
+        out = b"".join(chunks[name]).decode("utf-8", errors="replace")
+        if dropped[name]:
+            out += f"\n[... {dropped[name]} more bytes dropped: output limit is {cap} bytes ...]\n"
+        return out
+
+    return CommandResult(
+        returncode=None if timed_out else popen.returncode,
+        stdout=text("stdout"),
+        stderr=text("stderr"),
+        timed_out=timed_out,
+        memory_exceeded=memory,
+        duration_s=time.monotonic() - started,
+    )

@@ -1,0 +1,176 @@
+"""One interpreter session: its folders, its sandboxed kernel, and the blocks the model asks to run.
+
+`Session` is what the loop, the app, the evaluation and the data pipeline hold: `run_block("python", ...)`
+goes to the persistent kernel, `run_block("sh", ...)` goes to `interpreter.packages.run_sh_block` (pip
+installs into the session's /pkgs, other commands in the same sandbox). Every session is closed at
+interpreter exit at the latest, so no kernel, jail or folder outlives the process that made it.
+
+What it deliberately does not do: pick a sandbox (see `interpreter.sandboxes.select`), keep sessions warm
+(see `interpreter.pool`), or parse model text (see `interpreter.protocol`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import tempfile
+import threading
+import time
+import weakref
+from pathlib import Path
+
+from interpreter.kernel import (
+    DEFAULT_OUTPUT_CAP_CHARS,
+    STATUS_ERROR,
+    ExecutionError,
+    ExecutionResult,
+    KernelSession,
+    OutputCallback,
+)
+from interpreter.sandboxes.base import Sandbox, SessionDirs
+
+PYTHON_LANGUAGES = frozenset({"python", "py", "python3", "ipython"})
+SHELL_LANGUAGES = frozenset({"sh", "bash", "shell", "console"})
+
+_live: weakref.WeakSet[Session] = weakref.WeakSet()
+_live_lock = threading.Lock()
+_atexit_registered = False
+
+
+def default_base_dir() -> Path:
+    """Where session folders go unless the caller says otherwise (short: IPC socket paths are limited)."""
+    return Path(tempfile.gettempdir()) / "autocoder-sessions"
+
+
+def close_all_sessions() -> None:
+    """Close every session still open (registered with atexit on first use)."""
+    with _live_lock:
+        sessions = list(_live)
+    for session in sessions:
+        with contextlib.suppress(Exception):
+            session.close()
+
+
+def _register(session: Session) -> None:
+    global _atexit_registered
+    with _live_lock:
+        _live.add(session)
+        if not _atexit_registered:
+            atexit.register(close_all_sessions)
+            _atexit_registered = True
+
+
+class Session:
+    """A sandboxed, persistent interpreter session. Use as a context manager or call `close()`."""
+
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        *,
+        base_dir: str | Path | None = None,
+        timeout_s: float = 30,
+        output_cap_chars: int = DEFAULT_OUTPUT_CAP_CHARS,
+    ) -> None:
+        self.sandbox = sandbox
+        self.timeout_s = timeout_s
+        self.output_cap_chars = output_cap_chars
+        base = Path(base_dir) if base_dir is not None else default_base_dir()
+        base.mkdir(parents=True, exist_ok=True, mode=0o711)
+        self.dirs = SessionDirs.create(base)
+        self.kernel = KernelSession(
+            sandbox, self.dirs, timeout_s=timeout_s, output_cap_chars=output_cap_chars
+        )
+        self._closed = False
+        self._finalizer = weakref.finalize(self, _cleanup, self.kernel, self.dirs)
+        _register(self)
+
+    @property
+    def id(self) -> str:
+        return self.dirs.root.name
+
+    @property
+    def workdir(self) -> Path:
+        """The host folder that appears as /work inside the sandbox (files in and out)."""
+        return self.dirs.work
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def start(self) -> Session:
+        """Start the kernel (idempotent). Raises KernelStartError with a one-line reason."""
+        self.kernel.start()
+        return self
+
+    def run_block(
+        self,
+        language: str,
+        code: str,
+        on_output: OutputCallback | None = None,
+        timeout_s: float | None = None,
+    ) -> ExecutionResult:
+        """Run one block the model asked for and return its result (never raises for bad code)."""
+        if self._closed:
+            return ExecutionResult(status=STATUS_ERROR, message="the session is closed; start a new one")
+        lang = (language or "python").strip().lower()
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        if lang in PYTHON_LANGUAGES:
+            if self.kernel.process is None:
+                self.start()
+            return self.kernel.execute(code, on_output=on_output, timeout_s=timeout)
+        if lang in SHELL_LANGUAGES:
+            from interpreter.packages import run_sh_block  # written alongside; imported when needed
+
+            return run_sh_block(
+                code, sandbox=self.sandbox, dirs=self.dirs, timeout_s=timeout, on_output=on_output
+            )
+        message = f"cannot run {language!r} blocks: only python and sh are supported"
+        return ExecutionResult(
+            status=STATUS_ERROR,
+            error=ExecutionError(name="UnsupportedLanguage", value=message, traceback=""),
+            stderr=message + "\n",
+            message=message,
+        )
+
+    def run(
+        self, code: str, on_output: OutputCallback | None = None, timeout_s: float | None = None
+    ) -> ExecutionResult:
+        """Shorthand for `run_block("python", code)`."""
+        return self.run_block("python", code, on_output=on_output, timeout_s=timeout_s)
+
+    def interrupt(self) -> None:
+        """Stop what the kernel runs now (the stop button); state is kept."""
+        self.kernel.interrupt()
+
+    def restart(self) -> None:
+        """A fresh kernel: variables and imports are gone, files in the workdir stay."""
+        self.kernel.restart()
+
+    def close(self) -> None:
+        """Kill the kernel and everything it started, and remove the session's folders. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._finalizer()
+        with _live_lock:
+            _live.discard(self)
+
+    def __enter__(self) -> Session:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Session(id={self.id!r}, sandbox={self.sandbox.name!r}, closed={self._closed})"
+
+
+def _cleanup(kernel: KernelSession, dirs: SessionDirs) -> None:
+    with contextlib.suppress(Exception):
+        kernel.close()
+    # Processes may take a moment to release files in the folders.
+    for _ in range(3):
+        dirs.remove()
+        if not dirs.root.exists():
+            return
+        time.sleep(0.05)
