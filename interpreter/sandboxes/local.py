@@ -103,6 +103,9 @@ def _ancestors(path: str) -> list[str]:
 
 
 def _killpg_quiet(popen: subprocess.Popen) -> None:
+    """SIGKILL the jail's host process and its process group (started with a session of its own)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(popen.pid, signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         popen.kill()
 

@@ -1,0 +1,231 @@
+"""The "none" sandbox: a plain local kernel with no isolation. For development only, never chosen by `auto`.
+
+The kernel runs on the host with the host's filesystem and network. The one protection kept: when this
+process is root, the kernel still drops to uid/gid 65534 (setpriv, all capabilities cleared), so code
+cannot act as root; but it can read anything world-readable and reach the network. A loud warning goes to
+stderr every time one is created.
+
+Paths: the kernel sees the host folders themselves, so the connection file's IPC address and the
+/work, /ipc, /pkgs prefixes of a one-shot command are rewritten to the session's host folders.
+
+What it deliberately does not do: any limit beyond the same rlimits the local sandbox sets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from interpreter.sandboxes.base import (
+    INNER_IPC_DIR,
+    INNER_PKGS_DIR,
+    INNER_WORKDIR,
+    SANDBOX_GID,
+    SANDBOX_UID,
+    CommandResult,
+    KernelProcess,
+    Sandbox,
+    SandboxUnavailable,
+    SessionDirs,
+)
+from interpreter.sandboxes.cgroups import CgroupSet
+from interpreter.sandboxes.local import (
+    MAX_OPEN_FILES,
+    _ancestors,
+    _collect,
+    _Jail,
+    _spawn,
+    kernel_argv,
+    python_layout,
+)
+
+WARNING = (
+    "WARNING: sandbox 'none' runs model-written code UNSANDBOXED on this machine, with its files and network "
+    "({who}). Use it only for development."
+)
+
+
+def _python_reachable_as_sandbox_user() -> bool:
+    probe = subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={SANDBOX_UID}",
+            f"--regid={SANDBOX_GID}",
+            "--clear-groups",
+            sys.executable,
+            "-c",
+            "",
+        ],
+        capture_output=True,
+    )
+    return probe.returncode == 0
+
+
+_reach_prefix: list[str] | None = None
+
+
+def _reach_python_prefix() -> list[str]:
+    """As root, when this Python lives where uid 65534 cannot reach it (e.g. under /root, mode 0700), a private
+    mount namespace shows the host as it is but /root replaced by just that Python installation. Nothing else
+    is hidden or isolated."""
+    global _reach_prefix
+    if _reach_prefix is None:
+        _reach_prefix = []
+        if os.geteuid() == 0 and shutil.which("bwrap") and not _python_reachable_as_sandbox_user():
+            base, _ = python_layout()
+            argv = [
+                "bwrap",
+                "--dev-bind",
+                "/",
+                "/",
+                "--die-with-parent",
+                "--perms",
+                "0755",
+                "--tmpfs",
+                "/root",
+            ]
+            argv += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+            argv += ["--cap-add", "CAP_SETPCAP"]
+            if base.startswith("/root/"):
+                for parent in _ancestors(base)[1:]:
+                    argv += ["--perms", "0755", "--dir", parent]
+                argv += ["--ro-bind", base, base]
+            _reach_prefix = [*argv, "--"]
+    return _reach_prefix
+
+
+class NoneKernelProcess(KernelProcess):
+    def __init__(self, jail: _Jail) -> None:
+        self._jail = jail
+
+    def is_alive(self) -> bool:
+        return self._jail.popen.poll() is None
+
+    def exit_reason(self) -> str | None:
+        if self.is_alive():
+            return None
+        return "memory" if self._jail.groups.oom_kills() > 0 else "crashed"
+
+    def kill(self) -> None:
+        self._jail.kill()
+
+
+@dataclass
+class NoneSandbox(Sandbox):
+    name: str = "none"
+
+    def __post_init__(self) -> None:
+        who = (
+            "as uid 65534 (dropped from root)" if os.geteuid() == 0 else f"as your user (uid {os.geteuid()})"
+        )
+        print(WARNING.format(who=who), file=sys.stderr, flush=True)
+
+    @classmethod
+    def check_available(cls) -> None:
+        if os.geteuid() == 0 and shutil.which("setpriv") is None:
+            raise SandboxUnavailable(
+                "sandbox 'none' as root needs setpriv to drop root: apt-get install util-linux"
+            )
+
+    def _map(self, text: str, dirs: SessionDirs) -> str:
+        for inner, host in (
+            (INNER_WORKDIR, dirs.work),
+            (INNER_IPC_DIR, dirs.ipc),
+            (INNER_PKGS_DIR, dirs.pkgs),
+        ):
+            if text == inner or text.startswith(inner + "/"):
+                return str(host) + text[len(inner) :]
+        return text
+
+    def _prefix(self) -> list[str]:
+        limits = self.limits
+        prefix = _reach_python_prefix() + [
+            "prlimit",
+            f"--fsize={limits.max_file_size_mb * 1024 * 1024}",
+            f"--cpu={limits.cpu_time_s}",
+            f"--nofile={MAX_OPEN_FILES}",
+            f"--as={limits.memory_mb * 1024 * 1024}",
+            "--",
+        ]
+        if os.geteuid() == 0:
+            prefix += [
+                "setpriv",
+                f"--reuid={SANDBOX_UID}",
+                f"--regid={SANDBOX_GID}",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+                "--no-new-privs",
+                "--",
+            ]
+        return prefix
+
+    def _env(self, dirs: SessionDirs, extra: dict[str, str] | None) -> dict[str, str]:
+        env = {
+            "PATH": os.path.dirname(sys.executable) + ":/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(dirs.work),
+            "LANG": "C.UTF-8",
+            "PYTHONPATH": str(dirs.pkgs),
+            "MPLCONFIGDIR": str(dirs.work / ".matplotlib"),
+        }
+        env.update({k: self._map(v, dirs) for k, v in (extra or {}).items()})
+        env.pop("JPY_PARENT_PID", None)
+        return env
+
+    def launch_kernel(
+        self, dirs: SessionDirs, connection_file_name: str, env: dict[str, str]
+    ) -> KernelProcess:
+        # The connection file names the in-sandbox address; here the kernel lives on the host.
+        path = dirs.ipc / connection_file_name
+        info = json.loads(path.read_text())
+        info["ip"] = str(dirs.ipc / "kernel")
+        path.write_text(json.dumps(info))
+        argv = self._prefix() + kernel_argv(sys.executable, str(path))
+        groups = CgroupSet(name="none")  # no cgroups: the unsandboxed kernel only gets rlimits
+        log = open(dirs.root / "kernel.log", "ab")  # noqa: SIM115 - handed to the child
+        try:
+            popen = _spawn(
+                lambda: subprocess.Popen(
+                    argv,
+                    cwd=dirs.work,
+                    env=self._env(dirs, env),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    start_new_session=True,
+                )
+            )
+        finally:
+            log.close()
+        return NoneKernelProcess(_Jail(popen=popen, groups=groups))
+
+    def run_command(
+        self,
+        argv: list[str],
+        dirs: SessionDirs,
+        timeout_s: float,
+        *,
+        network: bool = False,
+        pkgs_writable: bool = False,
+        stdin: bytes | None = None,
+        env: dict[str, str] | None = None,
+        output_cap_bytes: int = 10_000_000,
+    ) -> CommandResult:
+        started = time.monotonic()
+        popen = subprocess.Popen(
+            self._prefix() + [self._map(a, dirs) for a in argv],
+            cwd=dirs.work,
+            env=self._env(dirs, env),
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        return _collect(
+            _Jail(popen=popen, groups=CgroupSet(name="none")), stdin, timeout_s, output_cap_bytes, started
+        )
