@@ -12,11 +12,12 @@ import os
 import sys
 from dataclasses import dataclass
 
+from interpreter.sandboxes.select import SANDBOX_NAMES
+
 EXECUTION_MODES = ("auto", "always", "ask")
 BACKENDS = ("hf", "openai")
 QUANTIZE = ("auto", "none", "4bit", "8bit")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
-SANDBOXES = ("auto", "docker", "local", "unsafe")
 RENDER_STYLES = ("demo", "tokens")
 
 DEFAULT_HOST = "127.0.0.1"  # local only: nothing leaves the machine unless the user asks
@@ -129,10 +130,10 @@ def build_parser() -> OneLineParser:
     interp = parser.add_argument_group("interpreter")
     interp.add_argument(
         "--sandbox",
-        choices=SANDBOXES,
+        choices=SANDBOX_NAMES,
         default="auto",
-        help="where code runs: docker container, local bubblewrap sandbox, or unsafe (no isolation, dev only); "
-        "auto picks docker, else local",
+        help="where code runs: docker container, local bubblewrap sandbox, or none (no isolation, dev only); "
+        "auto picks docker if usable, else local",
     )
     interp.add_argument(
         "--max-rounds",
@@ -174,7 +175,11 @@ def build_parser() -> OneLineParser:
         help="also open a public gradio.live link (off by default: chats stay local)",
     )
     server.add_argument(
-        "--auth", type=parse_auth, default=None, help="require this USER:PASSWORD to open the chat"
+        "--auth",
+        type=parse_auth,
+        default=None,
+        metavar="USER:PASSWORD",
+        help="require this user name and password to open the chat (and to use the API)",
     )
     server.add_argument(
         "--concurrency",

@@ -54,9 +54,8 @@ def load_backend(args: argparse.Namespace) -> Any:
 
 def make_kernel_starter(args: argparse.Namespace) -> tuple[Any, Any]:
     """(start_kernel, sandbox): a function that starts one session's kernel in the chosen sandbox."""
-    from interpreter.sandboxes.select import make_sandbox
-
     from interpreter.sandboxes.base import Limits
+    from interpreter.sandboxes.select import make_sandbox
     from interpreter.session import Session
 
     sandbox = make_sandbox(args.sandbox, Limits())

@@ -1,0 +1,45 @@
+"""Bad flags of `python -m app` end in exactly one line on stderr, naming the problem, and exit status 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from app.cli import DEFAULT_HOST, parse_args
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--port", "http"], "--port wants a number"),
+        (["--port", "70000"], "--port wants a number"),
+        (["--auth", "nopassword"], "--auth wants USER:PASSWORD"),
+        (["--execution-mode", "yolo"], "invalid choice: 'yolo'"),
+        (["--max-rounds", "0"], "--max-rounds must be at least 1"),
+        (["--backend", "openai"], "--backend openai needs --base-url"),
+        (["--base-url", "http://x"], "--base-url/--api-key only apply to --backend openai"),
+        (["--idle-timeout", "-1"], "positive number of seconds"),
+        (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    ],
+)
+def test_bad_flag_gives_one_line_error(argv, expected):
+    env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "app", *argv], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("python -m app: error: ") and expected in lines[0]
+    assert proc.stdout == ""
+
+
+def test_defaults_are_local_and_private():
+    args = parse_args([])
+    assert args.host == DEFAULT_HOST == "127.0.0.1"
+    assert args.share is False and args.auth is None
+    assert args.execution_mode == "auto" and args.max_rounds == 3
+    auth = parse_args(["--auth", "ann:s3:cret"]).auth
+    assert (auth.user, auth.password) == ("ann", "s3:cret")

@@ -1,0 +1,87 @@
+"""Exports: a chat as a valid Jupyter notebook (cells and outputs, plots included) and as the dialogue record.
+
+The execution results come from a real kernel in the local sandbox, so the notebook carries exactly what
+a chat would: streams, a matplotlib PNG from display_data, an error with its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from app.export import dialogue_jsonl, notebook_json
+from app.view import Turn
+from interpreter.loop import Done, ExecutionFinished, ExecutionStarted, OutputChunk, RoundFinished, TextDelta
+from interpreter.protocol import RUN_START, RUN_STOP
+from tests.conftest import require
+
+PLOT = "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [1, 4, 9])\nplt.show()"
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    from interpreter.sandboxes.base import SandboxUnavailable
+    from interpreter.sandboxes.select import make_sandbox
+    from interpreter.session import Session
+
+    try:
+        sandbox = make_sandbox("local")
+    except SandboxUnavailable as exc:
+        require(False, f"local sandbox unavailable: {exc}")
+    with Session(sandbox, base_dir=tmp_path_factory.mktemp("sessions")) as s:
+        yield s
+
+
+def _run(turn: Turn, session, exec_id: str, code: str) -> None:
+    turn.apply(TextDelta(f"Running it.\n{RUN_START}```python\n{code}\n```{RUN_STOP}"))
+    turn.apply(ExecutionStarted(exec_id, "python", code))
+    result = session.run_block("python", code, on_output=lambda s, t: turn.apply(OutputChunk(exec_id, s, t)))
+    turn.apply(ExecutionFinished(exec_id, result))
+    turn.apply(RoundFinished(1))
+
+
+@pytest.mark.local_sandbox
+def test_notebook_has_cells_outputs_and_plots(session):
+    turn = Turn("print, plot, fail", 0)
+    _run(turn, session, "p", "print(6*7)")
+    _run(turn, session, "g", PLOT)
+    _run(turn, session, "f", "1/0")
+    turn.apply(TextDelta("All done."))
+    turn.apply(Done([], "end_of_turn"))
+    text = notebook_json([turn], system_prompt="Be brief.", meta={"model": "tiny"})
+    notebook = nbformat.reads(text, as_version=4)
+    nbformat.validate(notebook)
+    code_cells = [c for c in notebook.cells if c.cell_type == "code"]
+    assert [c.source for c in code_cells] == ["print(6*7)", PLOT, "1/0"]
+    assert [c.execution_count for c in code_cells] == [1, 2, 3]
+    assert code_cells[0].outputs[0] == {"output_type": "stream", "name": "stdout", "text": "42\n"}
+    assert any("image/png" in o.get("data", {}) for o in code_cells[1].outputs), code_cells[1].outputs
+    error = [o for o in code_cells[2].outputs if o.output_type == "error"]
+    assert error and error[0].ename == "ZeroDivisionError"
+    markdown = [c.source for c in notebook.cells if c.cell_type == "markdown"]
+    assert markdown[0] == "**System:**\n\nBe brief." and markdown[1] == "**User:**\n\nprint, plot, fail"
+    assert "**Assistant:**\n\nAll done." in markdown
+    assert not any("API_RUN" in m for m in markdown)
+    assert notebook.metadata["autocoder"] == {"model": "tiny"}
+
+
+@pytest.mark.local_sandbox
+def test_dialogue_record_is_one_json_line_with_full_results(session):
+    turn = Turn("print", 0)
+    _run(turn, session, "p", "print(6*7)")
+    dialogue = [
+        {"role": "user", "content": "print"},
+        {"role": "assistant", "content": turn.parts[0].raw},
+        {"role": "execution", "content": "result.stdout:\n42\n"},
+    ]
+    text = dialogue_jsonl("chat1", dialogue, [turn], meta={"model": "tiny"})
+    assert text.endswith("\n") and text.count("\n") == 1
+    record = json.loads(text)
+    assert set(record) == {"id", "messages", "meta"} and record["id"] == "chat1"
+    assert record["messages"] == dialogue
+    assert record["meta"]["model"] == "tiny"
+    (execution,) = record["meta"]["executions"]
+    assert execution["code"] == "print(6*7)" and execution["result"]["stdout"] == "42\n"
+    assert execution["result"]["status"] == "ok"

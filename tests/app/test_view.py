@@ -1,0 +1,153 @@
+"""The chat view: loop events folded into turns and rendered as Gradio messages, tokens never shown."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+from app.view import ImageStore, Turn, clip, fenced, render_turn, split_display
+from interpreter.kernel import ExecutionError, ExecutionResult
+from interpreter.loop import (
+    Done,
+    ExecutionFinished,
+    ExecutionStarted,
+    Notice,
+    OutputChunk,
+    RoundFinished,
+    TextDelta,
+)
+from interpreter.protocol import OUTPUT_START, OUTPUT_STOP, RUN_START, RUN_STOP, SPECIAL_TOKENS
+
+BLOCK = f"{RUN_START}```python\nprint(6*7)\n```{RUN_STOP}"
+
+
+def _png() -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(1, 1))
+    plt.plot([1, 2], [1, 4])
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _all_text(messages: list[dict]) -> str:
+    parts = []
+    for message in messages:
+        content = message["content"]
+        parts.append(content if isinstance(content, str) else repr(content))
+        parts.append(message.get("metadata", {}).get("title", ""))
+    return "\n".join(parts)
+
+
+def test_tokens_never_reach_the_screen_whatever_the_chunking(tmp_path):
+    text = f"I will compute it.\n{BLOCK}"
+    for size in (1, 2, 3, 5, 7, len(text)):
+        turn = Turn("print", 0)
+        for i in range(0, len(text), size):
+            turn.apply(TextDelta(text[i : i + size]))
+            shown = _all_text(render_turn(turn, ImageStore(tmp_path)))
+            assert not any(token in shown for token in SPECIAL_TOKENS)
+            assert "<API" not in shown, f"partial token shown after {i + size} chars: {shown!r}"
+        assert "I will compute it." in shown
+
+
+def test_code_being_written_shows_as_pending_draft_then_as_execution(tmp_path):
+    turn = Turn("print", 0)
+    turn.apply(TextDelta(f"Sure.\n{RUN_START}```python\nprint(6"))
+    messages = render_turn(turn, ImageStore(tmp_path))
+    draft = messages[-1]
+    assert draft["metadata"]["status"] == "pending" and "Writing python" in draft["metadata"]["title"]
+    assert "print(6" in draft["content"]
+    turn.apply(TextDelta(f"*7)\n```{RUN_STOP}"))
+    turn.apply(ExecutionStarted("e1", "python", "print(6*7)"))
+    turn.apply(OutputChunk("e1", "stdout", "4"))
+    turn.apply(OutputChunk("e1", "stdout", "2\n"))
+    messages = render_turn(turn, ImageStore(tmp_path))
+    running = messages[-1]
+    assert running["metadata"]["status"] == "pending" and "Running" in running["metadata"]["title"]
+    assert "print(6*7)" in running["content"] and "42" in running["content"]
+    assert [m["content"] for m in messages[:2]] == ["print", "Sure."]
+    turn.apply(ExecutionFinished("e1", ExecutionResult(status="ok", stdout="42\n", duration_s=0.25)))
+    turn.apply(RoundFinished(1))
+    turn.apply(TextDelta("The answer is 42."))
+    turn.apply(Done([], "end_of_turn"))
+    messages = render_turn(turn, ImageStore(tmp_path))
+    finished = messages[2]
+    assert finished["metadata"] == {"title": "✅ Ran python", "status": "done", "duration": 0.25}
+    assert messages[-1]["content"] == "The answer is 42."
+
+
+def test_errors_images_and_interrupts_are_rendered(tmp_path):
+    png = _png()
+    turn = Turn("plot", 0)
+    turn.apply(TextDelta(BLOCK))
+    turn.apply(ExecutionStarted("a", "python", "plot()"))
+    result = ExecutionResult(
+        status="ok",
+        outputs=[
+            {
+                "output_type": "display_data",
+                "data": {"image/png": png, "text/plain": "<Figure>"},
+                "metadata": {},
+            }
+        ],
+    )
+    turn.apply(ExecutionFinished("a", result))
+    turn.apply(ExecutionStarted("b", "python", "1/0"))
+    error = ExecutionError(
+        "ZeroDivisionError", "division by zero", "Traceback ...\nZeroDivisionError: division by zero"
+    )
+    turn.apply(ExecutionFinished("b", ExecutionResult(status="error", error=error)))
+    turn.apply(ExecutionStarted("c", "python", "sleep()"))
+    interrupted = ExecutionResult(
+        status="error", error=ExecutionError("KeyboardInterrupt", "", "KeyboardInterrupt")
+    )
+    turn.apply(ExecutionFinished("c", interrupted))
+    turn.apply(Notice("not run: the user declined"))
+    turn.apply(Done([], "cancelled"))
+    messages = render_turn(turn, ImageStore(tmp_path))
+    images = [m for m in messages if isinstance(m["content"], dict)]
+    assert len(images) == 1 and images[0]["content"]["path"].endswith(".png")
+    assert base64.b64decode(png) == Path(images[0]["content"]["path"]).read_bytes()
+    titles = [m.get("metadata", {}).get("title") for m in messages]
+    assert "❌ python: ZeroDivisionError" in titles and "⏹ python: interrupted" in titles
+    assert any("division by zero" in m["content"] for m in messages if isinstance(m["content"], str))
+    assert messages[-1]["content"] == "⏹ _stopped_"
+    # Rendering again writes no second copy of the image.
+    render_turn(turn, ImageStore(tmp_path))
+    assert len(list(tmp_path.iterdir())) == 1
+
+
+def test_ask_mode_parts(tmp_path):
+    turn = Turn("print", 0)
+    turn.apply(TextDelta(BLOCK))
+    turn.ask("python", "print(6*7)")
+    asking = render_turn(turn, ImageStore(tmp_path))[-1]
+    assert (
+        asking["metadata"]["status"] == "pending" and "Run this python code?" in asking["metadata"]["title"]
+    )
+    turn.apply(ExecutionStarted("e", "python", "print(6*8)"))  # the user edited it
+    running = render_turn(turn, ImageStore(tmp_path))[-1]
+    assert "print(6*8)" in running["content"] and len(turn.executions()) == 1
+    turn.ask("python", "print(1)")
+    turn.skip_asked()
+    assert "not run" in render_turn(turn, ImageStore(tmp_path))[-1]["metadata"]["title"]
+
+
+def test_output_tokens_and_backticks_in_output_cannot_break_the_markdown():
+    prose, draft = split_display(f"a{OUTPUT_START}b{OUTPUT_STOP}c")
+    assert (prose, draft) == ("abc", None)
+    block = fenced("```\nnot the end\n```", "text")
+    assert block.startswith("````text\n") and block.endswith("\n````")
+
+
+def test_huge_output_is_clipped_on_screen():
+    text = "x" * 200_000
+    shown = clip(text, 1000)
+    assert len(shown) < 1200 and "199000 characters not shown" in shown
