@@ -1,0 +1,413 @@
+"""`sh` blocks from the model: pip installs parsed safely and run in isolation, other commands in the sandbox.
+
+Every line of an `sh` block is split with `shlex` (never handed to a shell for parsing) and checked before
+anything runs; one refused line refuses the whole block, so nothing half-runs. Refused on every line: shell
+operators outside quotes (`;`, `&&`, `||`, `|`, `&`, `>`, `<`, parentheses) and substitutions (`$(...)`,
+backticks, `$VAR`): each line is one command, with no shell in between.
+
+pip installs (`pip`, `pip3`, `python -m pip`, `python3 -m pip`, with an optional Jupyter `!` or `%` in front):
+- accepted: package specs (names, extras, version pins such as `'numpy>=1.26'` or `pandas==2.2.2`) and the
+  flags -U/--upgrade, -q/--quiet, -v, --pre, --no-deps, --no-cache-dir, --force-reinstall, --prefer-binary,
+  --upgrade-strategy, --progress-bar, plus --index-url/--extra-index-url to an https host the operator
+  allowed (`allowed_index_hosts`; pypi.org always); flags that make no sense here (--user,
+  --break-system-packages, --no-warn-script-location) are dropped;
+- refused with a message for the model: -r/-c files, -e, URLs, local paths and archives, `name @ url`,
+  environment markers, --target/--prefix/--root, --find-links, --trusted-host, --no-binary, build and
+  config options, and index hosts nobody allowed.
+The install runs as `python -m pip install --target /pkgs --only-binary=:all: ...` through
+`sandbox.run_command(..., network=True, pkgs_writable=True)`: in a one-shot container (docker) or jail
+(local) that is the only place with network access and the only writer of /pkgs, never on the host and never
+in the kernel. Binary wheels only means no package code (setup.py, build backends) runs at install time; a
+package without a wheel fails with a message saying so. The kernel, which has no network, has /pkgs first on
+its PYTHONPATH; Python's import system notices the new files by the folder's mtime, and the Session may run
+`importlib.invalidate_caches()` (see `INVALIDATE_IMPORT_CACHES`) before the next cell to be sure. A package
+that the kernel already imported keeps its old version until the kernel restarts (said in the output).
+
+Other commands (`ls`, `cat data.csv`, `python script.py`, ...) run as a plain argv, without a shell, in a
+fresh one-shot sandbox with the session's folders and limits and no network: they can do nothing the
+kernel could not do already. Package managers that cannot work there (apt, conda, sudo, ...) and shell
+builtins are refused with a message.
+
+What this module deliberately does not do: detect blocks in model text (interpreter.protocol) or choose the
+sandbox (interpreter.sandboxes.select).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from interpreter.kernel import STATUS_ERROR, STATUS_OK, STATUS_TIMEOUT, ExecutionResult, OutputCallback
+from interpreter.sandboxes.base import INNER_PKGS_DIR, Sandbox, SessionDirs
+
+KIND_PIP = "pip_install"
+KIND_COMMAND = "command"
+KIND_REFUSED = "refused"
+
+# Index hosts that are always allowed: pip's default index.
+DEFAULT_INDEX_HOSTS = ("pypi.org",)
+
+# Result text kept per sh block: the head (what was asked) and the tail (how it ended) of the output.
+OUTPUT_HEAD_CHARS = 2_000
+OUTPUT_TAIL_CHARS = 8_000
+
+# What a Session may run in the kernel after an install so new packages are found at once.
+INVALIDATE_IMPORT_CACHES = "import importlib as _il; _il.invalidate_caches(); del _il"
+
+# Flags taken as they are (no value), and those with one value.
+_PIP_FLAGS = {
+    "-U": "--upgrade",
+    "--upgrade": "--upgrade",
+    "-q": "--quiet",
+    "--quiet": "--quiet",
+    "-qq": "-qq",
+    "-v": "--verbose",
+    "--verbose": "--verbose",
+    "--pre": "--pre",
+    "--no-deps": "--no-deps",
+    "--no-cache-dir": "--no-cache-dir",
+    "--force-reinstall": "--force-reinstall",
+    "--prefer-binary": "--prefer-binary",
+    "--ignore-installed": "--ignore-installed",
+    "--no-input": "--no-input",
+    "--disable-pip-version-check": "--disable-pip-version-check",
+}
+_PIP_VALUE_FLAGS = {
+    "--upgrade-strategy": {"only-if-needed", "eager"},
+    "--progress-bar": {"on", "off", "raw"},
+}
+_PIP_DROPPED_FLAGS = {"--user", "--break-system-packages", "--no-warn-script-location", "--no-color"}
+_INDEX_FLAGS = {"-i": "--index-url", "--index-url": "--index-url", "--extra-index-url": "--extra-index-url"}
+_REFUSED_FLAGS = {
+    "-r": "requirement files (-r) are not supported: list the packages on the pip install line",
+    "--requirement": "requirement files (-r) are not supported: list the packages on the pip install line",
+    "-c": "constraint files (-c) are not supported",
+    "--constraint": "constraint files (-c) are not supported",
+    "-e": "editable installs (-e) are not supported: install released packages by name",
+    "--editable": "editable installs (-e) are not supported: install released packages by name",
+    "-t": "--target is chosen by the interpreter",
+    "--target": "--target is chosen by the interpreter",
+    "--prefix": "--prefix is not supported",
+    "--root": "--root is not supported",
+    "-f": "--find-links is not supported: install from the package index",
+    "--find-links": "--find-links is not supported: install from the package index",
+    "--trusted-host": "--trusted-host is not supported",
+    "--no-binary": "--no-binary is not supported: only binary wheels are installed",
+    "--only-binary": "--only-binary is chosen by the interpreter",
+    "--no-index": "--no-index is not supported",
+}
+
+# Commands that cannot work in the sandbox (no root, no network outside the installer) or need a shell.
+_UNSUPPORTED_COMMANDS = {
+    "apt": "apt cannot run in the sandbox: only pip packages can be installed",
+    "apt-get": "apt-get cannot run in the sandbox: only pip packages can be installed",
+    "conda": "conda is not available: install packages with pip",
+    "mamba": "mamba is not available: install packages with pip",
+    "sudo": "sudo is not available: commands run as an unprivileged user",
+    "su": "su is not available: commands run as an unprivileged user",
+    "curl": "the sandbox has no network: only pip installs can download",
+    "wget": "the sandbox has no network: only pip installs can download",
+    "cd": "each line runs on its own in /work, so cd has no effect: use paths instead",
+    "export": "each line runs on its own, so export has no effect",
+    "source": "shell builtins are not supported: one command per line",
+    ".": "shell builtins are not supported: one command per line",
+    "eval": "shell builtins are not supported: one command per line",
+    "exec": "shell builtins are not supported: one command per line",
+}
+
+_SHELL_OPERATOR_CHARS = ";&|<>()"
+_ASSIGNMENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+_SPEC_RE = re.compile(
+    r"^(?P<name>[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])"
+    r"(?P<extras>\[[A-Za-z0-9._,\s-]*\])?"
+    r"(?P<version>\s*(===|==|~=|!=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_-]+"
+    r"(\s*,\s*(===|==|~=|!=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_-]+)*)?$"
+)
+
+
+@dataclass
+class ShCommand:
+    """One line of an sh block, parsed: a pip install, another command, or refused (with why)."""
+
+    kind: str
+    line: str
+    argv: list[str] = field(default_factory=list)  # what runs inside the sandbox
+    packages: list[str] = field(default_factory=list)  # pip installs only
+    message: str = ""  # why it was refused, or a note (dropped flags)
+
+
+def _logical_lines(code: str) -> list[str]:
+    """Lines of the block, with backslash continuations joined and comments / blank lines skipped."""
+    lines, pending = [], ""
+    for raw in code.splitlines():
+        line = pending + raw
+        if line.rstrip().endswith("\\"):
+            pending = line.rstrip()[:-1] + " "
+            continue
+        pending = ""
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            lines.append(stripped)
+    if pending.strip():
+        lines.append(pending.strip())
+    return lines
+
+
+def _split(line: str) -> list[str] | str:
+    """shlex tokens of one line, or a refusal message when it holds shell syntax."""
+    if "`" in line or "$(" in line:
+        return "command substitution ($(...) or backticks) is not supported: one plain command per line"
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=_SHELL_OPERATOR_CHARS)
+    lexer.whitespace_split = True
+    lexer.commenters = ""
+    try:
+        tokens = list(lexer)
+    except ValueError as exc:
+        return f"cannot parse the line ({exc}): check its quotes"
+    for token in tokens:
+        if token and all(ch in _SHELL_OPERATOR_CHARS for ch in token):
+            pin = token in {">", "<"} and "pip" in line  # `pip install numpy>=1` redirects in a shell
+            hint = " (quote version pins: pip install 'numpy>=1.26')" if pin else ""
+            return (
+                f"shell operator {token!r} is not supported: one command per line, no pipes, chaining "
+                f"or redirection{hint}"
+            )
+        if "$" in token:
+            return "shell variables ($...) are not supported: write the value itself"
+    return tokens
+
+
+def _pip_rest(tokens: list[str]) -> list[str] | None:
+    """The words after `pip` (subcommand and its arguments) when the line runs pip, else None."""
+    if tokens and tokens[0] in {"pip", "pip3", "pip3.11"}:
+        return tokens[1:]
+    if len(tokens) >= 3 and tokens[0] in {"python", "python3", "python3.11"} and tokens[1:3] == ["-m", "pip"]:
+        return tokens[3:]
+    return None
+
+
+def _check_index(url: str, allowed_hosts: tuple[str, ...]) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        return f"index URL {url!r} is not allowed: only https indexes the operator configured"
+    if parts.username or parts.password:
+        return "index URLs with credentials are not allowed"
+    if parts.hostname.lower() not in {h.lower() for h in allowed_hosts}:
+        return (
+            f"index host {parts.hostname!r} is not allowed (allowed: {', '.join(allowed_hosts)}); "
+            "the operator can allow more hosts"
+        )
+    return None
+
+
+def _check_spec(token: str) -> str | None:
+    if "://" in token or token.startswith(("git+", "hg+", "svn+", "bzr+")):
+        return f"{token!r}: installing from URLs is not supported: install released packages by name"
+    if "@" in token:
+        return f"{token!r}: direct references (name @ url) are not supported: install by name"
+    if ";" in token:
+        return f"{token!r}: environment markers are not supported"
+    if "/" in token or token.startswith((".", "~")) or token.endswith((".whl", ".tar.gz", ".zip", ".tgz")):
+        return (
+            f"{token!r}: installing local files or paths is not supported: install released packages by name"
+        )
+    if not _SPEC_RE.match(token.strip()):
+        return f"{token!r} is not a package name or version pin"
+    return None
+
+
+def _parse_pip_install(line: str, args: list[str], allowed_hosts: tuple[str, ...]) -> ShCommand:
+    def refuse(message: str) -> ShCommand:
+        return ShCommand(KIND_REFUSED, line, message=message)
+
+    flags: list[str] = []
+    packages: list[str] = []
+    dropped: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name, eq, inline_value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        if name in _PIP_FLAGS and not eq:
+            if _PIP_FLAGS[name] not in flags:
+                flags.append(_PIP_FLAGS[name])
+        elif name in _PIP_DROPPED_FLAGS and not eq:
+            dropped.append(name)
+        elif name in _PIP_VALUE_FLAGS or name in _INDEX_FLAGS:
+            if eq:
+                value = inline_value
+            elif i + 1 < len(args):
+                i += 1
+                value = args[i]
+            else:
+                return refuse(f"{name} needs a value")
+            if name in _INDEX_FLAGS:
+                problem = _check_index(value, allowed_hosts)
+                if problem:
+                    return refuse(problem)
+                flags += [_INDEX_FLAGS[name], value]
+            else:
+                if value not in _PIP_VALUE_FLAGS[name]:
+                    return refuse(f"{name} {value!r} is not supported")
+                flags += [name, value]
+        elif name in _REFUSED_FLAGS or arg.startswith("-r") or arg.startswith("-e"):
+            return refuse(_REFUSED_FLAGS.get(name) or _REFUSED_FLAGS[arg[:2]])
+        elif arg.startswith("-"):
+            return refuse(f"pip option {name!r} is not supported here")
+        else:
+            problem = _check_spec(arg)
+            if problem:
+                return refuse(problem)
+            packages.append(arg.strip())
+        i += 1
+    if not packages:
+        return refuse("pip install needs at least one package name")
+    argv = ["python", "-m", "pip", "install", "--target", INNER_PKGS_DIR, "--only-binary=:all:"]
+    argv += ["--no-input", "--disable-pip-version-check", "--progress-bar", "off"]
+    argv += flags + packages
+    note = f"ignored {', '.join(dropped)} (packages go to the session's {INNER_PKGS_DIR})" if dropped else ""
+    return ShCommand(KIND_PIP, line, argv=argv, packages=packages, message=note)
+
+
+def parse_sh_block(code: str, *, allowed_index_hosts: tuple[str, ...] = ()) -> list[ShCommand]:
+    """Parse every line of an sh block; nothing runs here."""
+    allowed = tuple(dict.fromkeys((*DEFAULT_INDEX_HOSTS, *allowed_index_hosts)))
+    commands: list[ShCommand] = []
+    for line in _logical_lines(code):
+        tokens = _split(line)
+        if isinstance(tokens, str):
+            commands.append(ShCommand(KIND_REFUSED, line, message=tokens))
+            continue
+        if tokens and tokens[0][:1] in {"!", "%"}:  # Jupyter-style `!pip install x` / `%pip install x`
+            tokens = [tokens[0][1:], *tokens[1:]] if len(tokens[0]) > 1 else tokens[1:]
+        if not tokens:
+            continue
+        pip_rest = _pip_rest(tokens)
+        if pip_rest is not None and pip_rest[:1] == ["install"]:
+            commands.append(_parse_pip_install(line, pip_rest[1:], allowed))
+        elif pip_rest is not None and pip_rest[:1] not in (["list"], ["show"], ["freeze"], ["--version"]):
+            sub = pip_rest[0] if pip_rest else ""
+            message = f"pip {sub} is not supported here: pip install, list, show and freeze are".replace(
+                "  ", " "
+            )
+            commands.append(ShCommand(KIND_REFUSED, line, message=message))
+        elif tokens[0] in _UNSUPPORTED_COMMANDS:
+            commands.append(ShCommand(KIND_REFUSED, line, message=_UNSUPPORTED_COMMANDS[tokens[0]]))
+        elif _ASSIGNMENT_RE.match(tokens[0]):
+            message = "variable assignments are not supported: one command per line"
+            commands.append(ShCommand(KIND_REFUSED, line, message=message))
+        else:
+            commands.append(ShCommand(KIND_COMMAND, line, argv=tokens))
+    return commands
+
+
+def _truncate(text: str) -> tuple[str, int]:
+    limit = OUTPUT_HEAD_CHARS + OUTPUT_TAIL_CHARS
+    if len(text) <= limit:
+        return text, 0
+    dropped = len(text) - limit
+    return (
+        text[:OUTPUT_HEAD_CHARS]
+        + f"\n[... {dropped} characters of output dropped ...]\n"
+        + text[-OUTPUT_TAIL_CHARS:],
+        dropped,
+    )
+
+
+def run_sh_block(
+    code: str,
+    *,
+    sandbox: Sandbox,
+    dirs: SessionDirs,
+    timeout_s: float,
+    on_output: OutputCallback | None = None,
+    allowed_index_hosts: tuple[str, ...] = (),
+    install_timeout_s: float | None = None,
+) -> ExecutionResult:
+    """Check every line, then run them in order in the sandbox; stop at the first failure.
+
+    `timeout_s` bounds the whole block; pip installs may take `install_timeout_s` (default: the larger of
+    `timeout_s` and 300 s) since downloads are slow. The result's stdout/stderr hold the commands' output
+    (head and tail kept); status is "ok", "error" (refused, or a command failed) or "timeout".
+    """
+    started = time.monotonic()
+    commands = parse_sh_block(code, allowed_index_hosts=allowed_index_hosts)
+    refused = [command for command in commands if command.kind == KIND_REFUSED]
+    if refused:
+        lines = [f"refused `{command.line}`: {command.message}" for command in refused]
+        text = "\n".join(lines) + "\nNothing in this sh block was run.\n"
+        if on_output:
+            on_output("stderr", text)
+        return ExecutionResult(
+            status=STATUS_ERROR,
+            stderr=text,
+            message=lines[0] if len(lines) == 1 else f"{len(lines)} lines refused; nothing was run",
+            duration_s=time.monotonic() - started,
+        )
+    if not commands:
+        return ExecutionResult(status=STATUS_OK, message="nothing to run: the sh block is empty")
+
+    stdout_parts: list[str] = []
+    stderr_parts: list[str] = []
+    status, message = STATUS_OK, ""
+    installed: list[str] = []
+    install_budget = max(timeout_s, 300.0) if install_timeout_s is None else install_timeout_s
+    for command in commands:
+        is_pip = command.kind == KIND_PIP
+        budget = (install_budget if is_pip else timeout_s) - (time.monotonic() - started)
+        if budget <= 0:
+            status, message = STATUS_TIMEOUT, f"timed out before `{command.line}`"
+            break
+        result = sandbox.run_command(
+            command.argv,
+            dirs,
+            budget,
+            network=is_pip,
+            pkgs_writable=is_pip,
+            env={"PIP_NO_CACHE_DIR": "1", "PIP_NO_INPUT": "1"} if is_pip else None,
+        )
+        if command.message:
+            result.stderr = f"note: {command.message}\n" + result.stderr
+        for name, text, parts in (
+            ("stdout", result.stdout, stdout_parts),
+            ("stderr", result.stderr, stderr_parts),
+        ):
+            if text:
+                parts.append(text if text.endswith("\n") else text + "\n")
+                if on_output:
+                    on_output(name, parts[-1])
+        if result.timed_out:
+            status, message = STATUS_TIMEOUT, f"`{command.line}` timed out after {budget:.0f} s"
+            break
+        if result.memory_exceeded:
+            status, message = STATUS_ERROR, f"`{command.line}` was killed: memory limit exceeded"
+            break
+        if result.returncode != 0:
+            status = STATUS_ERROR
+            message = f"`{command.line}` failed (exit {result.returncode})"
+            if is_pip and "from versions: none" in result.stderr + result.stdout:
+                message += "; only packages with binary wheels can be installed here"
+            break
+        if is_pip:
+            installed += command.packages
+    if status == STATUS_OK and installed:
+        note = (
+            f"installed {' '.join(installed)} into {INNER_PKGS_DIR}; import it in the next python block "
+            "(a package imported before keeps its old version until the kernel restarts)\n"
+        )
+        stdout_parts.append(note)
+        if on_output:
+            on_output("stdout", note)
+        message = f"installed {' '.join(installed)}"
+    stdout, dropped_out = _truncate("".join(stdout_parts))
+    stderr, dropped_err = _truncate("".join(stderr_parts))
+    return ExecutionResult(
+        status=status,
+        stdout=stdout,
+        stderr=stderr,
+        duration_s=time.monotonic() - started,
+        dropped_chars=dropped_out + dropped_err,
+        message=message,
+    )
