@@ -34,6 +34,7 @@ sandbox (interpreter.sandboxes.select).
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import time
@@ -46,6 +47,8 @@ from interpreter.sandboxes.base import INNER_PKGS_DIR, Sandbox, SessionDirs
 KIND_PIP = "pip_install"
 KIND_COMMAND = "command"
 KIND_REFUSED = "refused"
+
+HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 # Index hosts that are always allowed: pip's default index.
 DEFAULT_INDEX_HOSTS = ("pypi.org",)
@@ -303,6 +306,14 @@ def parse_sh_block(code: str, *, allowed_index_hosts: tuple[str, ...] = ()) -> l
     return commands
 
 
+def _installer_env() -> dict[str, str]:
+    env = {"PIP_NO_CACHE_DIR": "1", "PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    # Trust what the host trusts (TLS-intercepting proxies): both sandboxes show the host's bundle at this path.
+    if os.path.isfile(HOST_CA_BUNDLE):
+        env["PIP_CERT"] = HOST_CA_BUNDLE
+    return env
+
+
 def _truncate(text: str) -> tuple[str, int]:
     limit = OUTPUT_HEAD_CHARS + OUTPUT_TAIL_CHARS
     if len(text) <= limit:
@@ -366,7 +377,7 @@ def run_sh_block(
             budget,
             network=is_pip,
             pkgs_writable=is_pip,
-            env={"PIP_NO_CACHE_DIR": "1", "PIP_NO_INPUT": "1"} if is_pip else None,
+            env=_installer_env() if is_pip else None,
         )
         if command.message:
             result.stderr = f"note: {command.message}\n" + result.stderr

@@ -57,10 +57,8 @@ OWNER_START_LABEL = "autocoder.owner_start"
 OWNER_HOST_LABEL = "autocoder.owner_host"
 SESSION_LABEL = "autocoder.session"
 
-# Where the installer container finds the host's CA bundle (TLS-intercepting proxies), and the variables the
-# image does not define but the host may pass to pip.
+# The host's CA bundle, mounted read-only into the installer container (TLS-intercepting proxies).
 HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-INNER_CA_BUNDLE = "/etc/autocoder/runtime-ca.crt"
 
 # Output kept from a one-shot command, per stream: head and tail, the middle dropped with a note.
 COMMAND_OUTPUT_CAP = 256 * 1024
@@ -322,7 +320,9 @@ class DockerSandbox(Sandbox):
         if network:
             cmd += ["--network", "bridge"]
             if os.path.isfile(HOST_CA_BUNDLE):
-                cmd += ["-v", f"{HOST_CA_BUNDLE}:{INNER_CA_BUNDLE}:ro", "-e", f"PIP_CERT={INNER_CA_BUNDLE}"]
+                # The same path inside as on a Debian host, so `PIP_CERT=/etc/ssl/certs/ca-certificates.crt`
+                # (what interpreter.packages passes) means "what the host trusts" in every sandbox.
+                cmd += ["-v", f"{HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro", "-e", f"PIP_CERT={HOST_CA_BUNDLE}"]
         else:
             cmd += ["--network", "none"]
         for key, value in self._env(env).items():
