@@ -201,6 +201,11 @@ class LocalSandbox(Sandbox):
     """bubblewrap (or unshare + setpriv) jail per kernel; see the module docstring for what it guarantees."""
 
     name: str = "local"
+    # None: bubblewrap when installed, else unshare + setpriv; False forces the fallback (tests use it).
+    use_bwrap: bool | None = None
+
+    def _bwrap(self) -> bool:
+        return shutil.which("bwrap") is not None if self.use_bwrap is None else self.use_bwrap
 
     @classmethod
     def check_available(cls) -> None:
@@ -301,48 +306,91 @@ class LocalSandbox(Sandbox):
         # cd only after dropping root: the workdir belongs to 65534 and root has no DAC override here.
         return argv + ["env", "-C", INNER_WORKDIR, "--"]
 
-    def _unshare_argv(self, dirs: SessionDirs, *, network: bool, pkgs_writable: bool, env: dict[str, str]):
-        """Fallback without bubblewrap (root only): namespaces from unshare, mounts from a tiny sh script."""
-        hide = ["/root", "/home", "/run", "/var/run", "/tmp", "/mnt", "/media", "/srv", "/opt", "/work"]
+    def _unshare_argv(
+        self, dirs: SessionDirs, *, network: bool, pkgs_writable: bool, env: dict[str, str]
+    ) -> list[str]:
+        """Fallback without bubblewrap (root only): the same jail built by unshare + a short sh script.
+
+        The script runs as root in fresh namespaces, assembles a new root on a tmpfs inside the session
+        folder (only the same read-only pieces bwrap would bind), mounts a /proc of the new pid namespace,
+        then chroots and drops to 65534 with every capability cleared (so the chroot cannot be left).
+        """
+        q = shlex.quote
+        root = str(dirs.root / "jail-root")
         base, venv = python_layout()
-        script = ["set -e", "mount --make-rprivate /"]
-        # Bind what must stay reachable before hiding its parents.
-        keep = f"/tmp/.autocoder-keep-{uuid.uuid4().hex[:8]}"
-        script.append(f"mkdir -p {keep}/py {keep}/venv {keep}/work {keep}/ipc {keep}/pkgs")
-        script.append(f"mount --rbind {shlex.quote(base)} {keep}/py")
-        if venv:
-            script.append(f"mount --rbind {shlex.quote(venv)} {keep}/venv")
-        for name, host in (("work", dirs.work), ("ipc", dirs.ipc), ("pkgs", dirs.pkgs)):
-            script.append(f"mount --bind {shlex.quote(str(host))} {keep}/{name}")
-        script.append("mount -t tmpfs -o size=1m,mode=755 tmpfs /mnt")
-        script.append(f"mkdir /mnt/keep && mount --move {keep} /mnt/keep")
-        for path in hide:
-            script.append(
-                f"[ -d {path} ] && [ ! -L {path} ] && mount -t tmpfs -o mode=755,size=1m tmpfs {path} || true"
+        lines = [
+            "set -e",
+            "mount --make-rprivate /",
+            f"mkdir -p {q(root)}",
+            f"mount -t tmpfs -o mode=755 jail {q(root)}",
+        ]
+        lines.append(f"cd {q(root)}")
+        lines.append("mkdir -p usr etc tmp proc dev work ipc pkgs")
+
+        def ro_bind(src: str, dst: str, is_dir: bool = True) -> None:
+            lines.append(
+                f"mkdir -p {q('.' + dst)}"
+                if is_dir
+                else f"mkdir -p {q('.' + os.path.dirname(dst))} && touch {q('.' + dst)}"
             )
-        script.append(f"mount -t tmpfs -o mode=1777,size={TMP_SIZE_MB}m tmpfs /tmp")
-        for sensitive in ("/etc/shadow", "/etc/gshadow", "/etc/sudoers"):
-            script.append(f"[ -e {sensitive} ] && mount --bind /dev/null {sensitive} || true")
+            lines.append(f"mount --bind {q(src)} {q('.' + dst)} && mount -o remount,bind,ro {q('.' + dst)}")
+
+        ro_bind("/usr", "/usr")
+        for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+            host = Path("/") / name
+            if host.is_symlink():
+                lines.append(f"ln -s {q(os.readlink(host))} {name}")
+            elif host.is_dir():
+                ro_bind(str(host), f"/{name}")
         if not base.startswith("/usr/"):
-            script.append(f"mkdir -p {shlex.quote(base)} && mount --rbind /mnt/keep/py {shlex.quote(base)}")
+            ro_bind(base, base)
         if venv:
-            script.append(f"mkdir -p {INNER_VENV} && mount --rbind /mnt/keep/venv {INNER_VENV}")
-        for name, inner in (("work", INNER_WORKDIR), ("ipc", INNER_IPC_DIR), ("pkgs", INNER_PKGS_DIR)):
-            script.append(f"mkdir -p {inner} && mount --bind /mnt/keep/{name} {inner}")
+            ro_bind(venv, INNER_VENV)
+        for name in _ETC_FILES + (_ETC_NETWORK_FILES if network else ()):
+            path = f"/etc/{name}"
+            if os.path.exists(path):
+                ro_bind(path, path, is_dir=os.path.isdir(path))
+        lines.append(f"printf %s {q(_PASSWD)} > etc/passwd && printf %s {q(_GROUP)} > etc/group")
+        if not network:
+            lines.append("printf '127.0.0.1 localhost\\n' > etc/hosts")
+            lines.append("ip link set lo up 2>/dev/null || true")
+        lines.append(f"mount -t tmpfs -o mode=1777,size={TMP_SIZE_MB}m tmp tmp")
+        lines.append(
+            "mount -t tmpfs -o mode=755 dev dev && mkdir dev/shm && mount -t tmpfs -o mode=1777,size=64m shm dev/shm"
+        )
+        for device in ("null", "zero", "full", "random", "urandom", "tty"):
+            lines.append(f"touch dev/{device} && mount --bind /dev/{device} dev/{device}")
+        lines.append("ln -s /proc/self/fd dev/fd && ln -s /proc/self/fd/0 dev/stdin")
+        lines.append("ln -s /proc/self/fd/1 dev/stdout && ln -s /proc/self/fd/2 dev/stderr")
+        lines.append("mount -t proc proc proc")
+        for name, host in (("work", dirs.work), ("ipc", dirs.ipc)):
+            lines.append(f"mount --bind {q(str(host))} {name}")
+        lines.append(f"mount --bind {q(str(dirs.pkgs))} pkgs")
         if not pkgs_writable:
-            script.append(f"mount -o remount,bind,ro {INNER_PKGS_DIR}")
-        script.append("mount -t proc proc /proc")
-        script.append("umount -l /mnt/keep")
-        script.append(f"cd {INNER_WORKDIR}")
-        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-        script.append(
-            f"exec env -i {exports} setpriv --reuid={SANDBOX_UID} --regid={SANDBOX_GID} --clear-groups "
-            '--inh-caps=-all --bounding-set=-all --no-new-privs -- "$@"'
+            lines.append("mount -o remount,bind,ro pkgs")
+        lines.append("mount -o remount,ro,bind . 2>/dev/null || true")
+        exports = " ".join(f"{k}={q(v)}" for k, v in env.items())
+        lines.append(
+            f"exec chroot . env -i {exports} setpriv --reuid={SANDBOX_UID} --regid={SANDBOX_GID} --clear-groups "
+            f'--inh-caps=-all --bounding-set=-all --no-new-privs -- env -C {INNER_WORKDIR} -- "$@"'
         )
         flags = ["--mount", "--pid", "--ipc", "--uts", "--fork", "--kill-child"]
         if not network:
             flags.append("--net")
-        return ["unshare", *flags, "--", "/bin/sh", "-c", "; ".join(script), "sh"]
+        # pdeathsig: the jail dies with the host thread that started it, like bwrap's --die-with-parent.
+        return [
+            "setpriv",
+            "--pdeathsig",
+            "KILL",
+            "--",
+            "unshare",
+            *flags,
+            "--",
+            "/bin/sh",
+            "-c",
+            "\n".join(lines),
+            "sh",
+        ]
 
     def _env(self, extra: dict[str, str] | None) -> dict[str, str]:
         _, venv = python_layout()
@@ -412,7 +460,7 @@ class LocalSandbox(Sandbox):
         full_env = self._env(env)
         data_fds: list[tuple[int, str]] = []
         try:
-            if shutil.which("bwrap"):
+            if self._bwrap():
                 jail = self._bwrap_argv(
                     dirs, network=network, pkgs_writable=pkgs_writable, env=full_env, data_fds=data_fds
                 )
@@ -513,6 +561,18 @@ class LocalSandbox(Sandbox):
                             killed += 1
                     break
         return killed + cgroups.cleanup_orphan_groups()
+
+
+_orphans_cleaned = False
+
+
+def _cleanup_orphans_once(sandbox: LocalSandbox) -> None:
+    """The first kernel of this process also clears what crashed earlier runs left behind."""
+    global _orphans_cleaned
+    if not _orphans_cleaned:
+        _orphans_cleaned = True
+        with contextlib.suppress(OSError):
+            sandbox.cleanup_orphans()
 
 
 def kernel_argv(python: str, connection_file: str) -> list[str]:
