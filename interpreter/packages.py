@@ -398,7 +398,7 @@ def run_sh_block(
         if result.returncode != 0:
             status = STATUS_ERROR
             message = f"`{command.line}` failed (exit {result.returncode})"
-            if is_pip and "from versions: none" in result.stderr + result.stdout:
+            if is_pip and "No matching distribution found" in result.stderr + result.stdout:
                 message += "; only packages with binary wheels can be installed here"
             break
         if is_pip:
