@@ -258,7 +258,10 @@ class BlockDetector:
             return self._emit_to(self._pos)
         if kind == "stray":
             self._pos = index + len(RUN_STOP)
-            return [*self._emit_to(self._pos), Note("stray_stop", f"{RUN_STOP} with no open block; kept as text")]
+            return [
+                *self._emit_to(self._pos),
+                Note("stray_stop", f"{RUN_STOP} with no open block; kept as text"),
+            ]
         self._state = _BARE
         self._block_start = index
         self._body_start = self._pos = match.end()
