@@ -273,6 +273,10 @@ class KernelSession:
             kernel_name="python3",
         )
         path = self.dirs.ipc / name
+        if len(f"ipc://{self.dirs.ipc}/kernel-{gen * 10 + 9}") > 100:
+            raise KernelStartError(
+                f"session folder path too long for IPC sockets ({self.dirs.ipc}); use a shorter base folder"
+            )
         path.write_text(json.dumps(connection))
         path.chmod(0o644)
         self._session = _ProtocolSession(
@@ -416,7 +420,7 @@ class KernelSession:
             return ExecutionResult(status=STATUS_OK, message="nothing to run: the code is empty")
         with self._lock:
             if self._closed:
-                return ExecutionResult(status=STATUS_CRASHED, message="the session is closed")
+                return ExecutionResult(status=STATUS_ERROR, message="the kernel session is closed")
             if self.process is None or not self.process.is_alive():
                 return self._recover_dead(started, _Execution("", self.output_cap_chars, None), before=True)
             return self._execute(code, on_output, self.timeout_s if timeout_s is None else timeout_s, started)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import os
+import shutil
 import tempfile
 import threading
 import time
@@ -31,6 +33,8 @@ from interpreter.sandboxes.base import Sandbox, SessionDirs
 
 PYTHON_LANGUAGES = frozenset({"python", "py", "python3", "ipython"})
 SHELL_LANGUAGES = frozenset({"sh", "bash", "shell", "console"})
+
+OWNER_FILE = "owner"
 
 _live: weakref.WeakSet[Session] = weakref.WeakSet()
 _live_lock = threading.Lock()
@@ -76,7 +80,9 @@ class Session:
         self.output_cap_chars = output_cap_chars
         base = Path(base_dir) if base_dir is not None else default_base_dir()
         base.mkdir(parents=True, exist_ok=True, mode=0o711)
+        _remove_stale_sessions(base)
         self.dirs = SessionDirs.create(base)
+        (self.dirs.root / OWNER_FILE).write_text(_owner_id(os.getpid()))
         self.kernel = KernelSession(
             sandbox, self.dirs, timeout_s=timeout_s, output_cap_chars=output_cap_chars
         )
@@ -163,6 +169,36 @@ class Session:
 
     def __repr__(self) -> str:
         return f"Session(id={self.id!r}, sandbox={self.sandbox.name!r}, closed={self._closed})"
+
+
+def _owner_id(pid: int) -> str:
+    """pid plus the process start time, so a reused pid is not mistaken for the owner."""
+    try:
+        start = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        start = "?"
+    return f"{pid} {start}"
+
+
+_stale_checked: set[Path] = set()
+
+
+def _remove_stale_sessions(base: Path) -> None:
+    """Once per process and base folder: remove session folders whose owning process is gone (a crashed
+    run; its jails died with it, see the sandboxes' die-with-parent handling)."""
+    with _live_lock:
+        if base in _stale_checked:
+            return
+        _stale_checked.add(base)
+    for root in base.iterdir() if base.is_dir() else ():
+        owner = root / OWNER_FILE
+        try:
+            pid_text, _, start = owner.read_text().partition(" ")
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            continue
+        if pid != os.getpid() and _owner_id(pid) != f"{pid} {start}":
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def _cleanup(kernel: KernelSession, dirs: SessionDirs) -> None:

@@ -1,0 +1,235 @@
+"""KernelSession behaviour through a real ipykernel in the local sandbox: results, streaming, limits, recovery."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+
+import pytest
+
+from interpreter.kernel import (
+    STATUS_CRASHED,
+    STATUS_ERROR,
+    STATUS_OK,
+    STATUS_TIMEOUT,
+    KernelSession,
+    strip_ansi,
+)
+from tests.interpreter.conftest import new_session, sandbox_or_skip
+
+pytestmark = pytest.mark.local_sandbox
+
+
+def test_state_persists_between_executions(local_session):
+    assert local_session.run("counter = 41").status == STATUS_OK
+    result = local_session.run("counter += 1\nprint(counter)")
+    assert result.status == STATUS_OK
+    assert result.stdout == "42\n"
+
+
+def test_output_streams_in_order_while_the_code_runs(local_session):
+    chunks: list[tuple[str, str, float]] = []
+    started = time.monotonic()
+    code = (
+        "import sys, time\n"
+        "print('first', flush=True)\n"
+        "time.sleep(0.6)\n"
+        "print('second', file=sys.stderr, flush=True)\n"
+        "time.sleep(0.6)\n"
+        "print('third', flush=True)\n"
+    )
+    result = local_session.run(
+        code, on_output=lambda name, text: chunks.append((name, text, time.monotonic()))
+    )
+    finished = time.monotonic()
+    assert result.status == STATUS_OK
+    assert [(n, t.strip()) for n, t, _ in chunks] == [
+        ("stdout", "first"),
+        ("stderr", "second"),
+        ("stdout", "third"),
+    ]
+    # Streaming, not replay at the end: the first chunk arrived long before the execution finished.
+    assert finished - chunks[0][2] > 0.9
+    assert chunks[0][2] - started < 0.5
+    assert result.stdout == "first\nthird\n" and result.stderr == "second\n"
+
+
+def test_execute_result_and_html_display_are_mime_bundles(local_session):
+    result = local_session.run("from IPython.display import HTML, display\ndisplay(HTML('<b>hi</b>'))\n6 * 7")
+    assert result.status == STATUS_OK
+    kinds = [(o["output_type"], sorted(o["data"])) for o in result.outputs]
+    assert ("display_data", ["text/html", "text/plain"]) in kinds
+    assert result.outputs[-1] == {
+        "output_type": "execute_result",
+        "data": {"text/plain": "42"},
+        "metadata": {},
+    }
+    assert result.outputs[0]["data"]["text/html"] == "<b>hi</b>"
+
+
+def test_matplotlib_plot_arrives_as_png(local_session):
+    code = "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()"
+    result = local_session.run(code, timeout_s=60)
+    assert result.status == STATUS_OK, result
+    pngs = [o["data"]["image/png"] for o in result.outputs if "image/png" in o["data"]]
+    assert len(pngs) == 1
+    assert base64.b64decode(pngs[0]).startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_error_has_name_value_and_a_traceback_without_colour_codes(local_session):
+    result = local_session.run("def f():\n    return 1 / 0\nf()")
+    assert result.status == STATUS_ERROR
+    assert (result.error.name, result.error.value) == ("ZeroDivisionError", "division by zero")
+    assert "\x1b[" not in result.error.traceback
+    assert "return 1 / 0" in result.error.traceback
+
+
+def test_strip_ansi_removes_colour_and_cursor_codes():
+    assert strip_ansi("\x1b[0;31mred\x1b[0m \x1b[1;32mgreen\x1b[?25l") == "red green"
+
+
+def test_input_fails_at_once_with_a_clear_message(local_session):
+    result = local_session.run("name = input('who? ')", timeout_s=10)
+    assert result.status == STATUS_ERROR
+    assert result.duration_s < 5
+    assert "input() is not available" in result.error.value
+    assert local_session.run("print('still here')").stdout == "still here\n"
+
+
+def test_timeout_interrupts_and_the_session_keeps_its_state(local_session):
+    local_session.run("kept = 'yes'")
+    result = local_session.run("while True:\n    pass", timeout_s=1)
+    assert result.status == STATUS_TIMEOUT
+    assert not result.state_lost
+    assert "timed out after 1 s" in result.message
+    assert local_session.run("print(kept)").stdout == "yes\n"
+
+
+def test_code_that_ignores_interrupts_gets_a_restarted_kernel():
+    sandbox = sandbox_or_skip("local")
+    session = new_session("local")
+    try:
+        session.kernel.interrupt_grace_s = 1.0
+        session.run("lost = 1")
+        code = "import time\nwhile True:\n    try:\n        time.sleep(10)\n    except KeyboardInterrupt:\n        pass"
+        result = session.run(code, timeout_s=1)
+        assert result.status == STATUS_TIMEOUT
+        assert result.state_lost
+        assert "state lost" in result.message
+        after = session.run("print('lost' in dir())")
+        assert after.stdout == "False\n"
+        assert sandbox.name == "local"
+    finally:
+        session.close()
+
+
+def test_interrupt_from_another_thread_stops_the_running_code(local_session):
+    local_session.run("before = 'kept'")
+    timer = threading.Timer(0.5, local_session.interrupt)
+    timer.start()
+    result = local_session.run("import time\ntime.sleep(30)", timeout_s=60)
+    timer.join()
+    assert result.status == STATUS_ERROR
+    assert result.error.name == "KeyboardInterrupt"
+    assert result.duration_s < 10
+    assert local_session.run("print(before)").stdout == "kept\n"
+
+
+def test_output_over_the_cap_keeps_head_and_tail(local_session):
+    cap = local_session.kernel.output_cap_chars
+    code = (
+        "import sys\nprint('HEAD')\nfor _ in range(50):\n    sys.stdout.write('x' * 1_000_000)\nprint('TAIL')"
+    )
+    streamed: list[str] = []
+    result = local_session.run(code, on_output=lambda name, text: streamed.append(text), timeout_s=60)
+    assert result.status == STATUS_OK
+    assert result.stdout.startswith("HEAD\n")
+    assert result.stdout.endswith("TAIL\n")
+    assert result.dropped_chars >= 50_000_000 - cap
+    assert len(result.stdout) < cap + 200
+    assert "characters dropped" in result.stdout
+    assert sum(len(t) for t in streamed) < cap + 200
+
+
+def test_empty_code_is_a_clear_no_op(local_session):
+    for code in ("", "   \n\t\n"):
+        result = local_session.run(code)
+        assert result.status == STATUS_OK
+        assert "empty" in result.message
+
+
+def test_syntax_error_is_reported_as_an_error(local_session):
+    result = local_session.run("def broken(:\n    pass")
+    assert result.status == STATUS_ERROR
+    assert result.error.name == "SyntaxError"
+    assert "broken" in result.error.traceback
+
+
+def test_invalid_utf8_and_binary_output_do_not_break_anything(local_session):
+    code = "import os\nos.write(1, b'ok \\xff\\xfe\\x00\\x80 end\\n')\nimport sys; sys.stdout.write('\\udcff text\\n')"
+    result = local_session.run(code)
+    assert "ok" in result.stdout and "end" in result.stdout
+    assert local_session.run("print('fine')").stdout == "fine\n"
+
+
+def test_one_megabyte_of_code_runs(local_session):
+    code = "values = [\n" + "    1,\n" * 170_000 + "]\nprint(len(values))"
+    assert len(code) > 1_000_000
+    result = local_session.run(code, timeout_s=60)
+    assert result.status == STATUS_OK
+    assert result.stdout == "170000\n"
+
+
+def test_non_text_code_is_refused(local_session):
+    result = local_session.kernel.execute(b"print(1)")  # type: ignore[arg-type]
+    assert result.status == STATUS_ERROR
+    assert "text" in result.message
+
+
+def test_kernel_death_is_reported_and_the_kernel_restarted(fresh_local):
+    fresh_local.run("doomed = 1")
+    result = fresh_local.run("import os\nos._exit(3)")
+    assert result.status == STATUS_CRASHED
+    assert result.state_lost
+    assert "restarted" in result.message
+    assert result.duration_s < 5
+    after = fresh_local.run("print('doomed' in dir())")
+    assert after.status == STATUS_OK and after.stdout == "False\n"
+
+
+def test_kernel_killed_between_executions_is_noticed(fresh_local):
+    fresh_local.kernel.process.kill()
+    result = fresh_local.run("print(1)")
+    assert result.status == STATUS_CRASHED
+    assert result.state_lost
+    assert fresh_local.run("print(2)").stdout == "2\n"
+
+
+def test_restart_clears_state_but_keeps_files(fresh_local):
+    fresh_local.run("x = 1\nopen('kept.txt', 'w').write('file')")
+    fresh_local.restart()
+    assert fresh_local.run("print('x' in dir())").stdout == "False\n"
+    assert fresh_local.run("print(open('kept.txt').read())").stdout == "file\n"
+
+
+def test_kernel_session_can_be_used_directly(tmp_path_factory):
+    from interpreter.sandboxes.base import SessionDirs
+
+    sandbox = sandbox_or_skip("local")
+    dirs = SessionDirs.create(tmp_path_factory.mktemp("k"))
+    kernel = KernelSession(sandbox, dirs, timeout_s=10).start()
+    try:
+        assert kernel.execute("print('direct')").stdout == "direct\n"
+    finally:
+        kernel.close()
+        dirs.remove()
+    closed = kernel.execute("print(1)")  # a clear result, no exception
+    assert closed.status == STATUS_ERROR and "closed" in closed.message
+
+
+@pytest.fixture
+def fresh_local():
+    session = new_session("local")
+    yield session
+    session.close()

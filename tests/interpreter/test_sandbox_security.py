@@ -1,0 +1,335 @@
+"""Adversarial properties of the sandboxes, one per test, each run against the local and the docker sandbox.
+
+Every test checks its own premise on the host first (the server answers, the secret exists, the socket is
+there) so that a blocked attempt inside the sandbox means isolation, not a broken test setup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from interpreter.kernel import STATUS_MEMORY, STATUS_OK, STATUS_TIMEOUT
+from tests.conftest import require
+from tests.interpreter.conftest import TEST_LIMITS, new_session
+
+pytestmark = pytest.mark.slow
+
+
+def run_json(session, code: str, timeout_s: float = 30):
+    """Run code that prints one JSON line last; return the parsed value."""
+    result = session.run(code, timeout_s=timeout_s)
+    assert result.status == STATUS_OK, result
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+class _Server:
+    """A TCP or UDP server on the host that records every contact."""
+
+    def __init__(self, family: int, host: str, kind: int = socket.SOCK_STREAM) -> None:
+        self.sock = socket.socket(family, kind)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, 0))
+        self.port = self.sock.getsockname()[1]
+        self.contacts = 0
+        self.kind = kind
+        if kind == socket.SOCK_STREAM:
+            self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self._stop = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop:
+            try:
+                if self.kind == socket.SOCK_STREAM:
+                    conn, _ = self.sock.accept()
+                    conn.close()
+                else:
+                    self.sock.recvfrom(4096)
+                self.contacts += 1
+            except (TimeoutError, OSError):
+                continue
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join()
+        self.sock.close()
+
+
+def _host_ipv4_addresses() -> list[str]:
+    addresses = {"127.0.0.1"}
+    with contextlib.suppress(OSError, FileNotFoundError):
+        out = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True).stdout
+        addresses.update(line.split()[3].split("/")[0] for line in out.splitlines() if len(line.split()) > 3)
+    with contextlib.suppress(OSError):
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.connect(("10.255.255.255", 1))
+        addresses.add(probe.getsockname()[0])
+        probe.close()
+    return sorted(addresses)
+
+
+CONNECT_CODE = """
+import json, socket
+results = {}
+for family, host, port in TARGETS:
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.settimeout(2)
+    try:
+        s.connect((host, port))
+        results[f"{host}:{port}"] = "connected"
+    except OSError as e:
+        results[f"{host}:{port}"] = type(e).__name__
+    finally:
+        s.close()
+print(json.dumps(results))
+"""
+
+
+def test_network_dns_is_blocked(shared_session):
+    udp = _Server(socket.AF_INET, "127.0.0.1", socket.SOCK_DGRAM)
+    try:
+        code = (
+            "import json, socket\nout = {}\n"
+            "try:\n    socket.getaddrinfo('pypi.org', 443)\n    out['dns'] = 'resolved'\n"
+            "except OSError as e:\n    out['dns'] = type(e).__name__\n"
+            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "try:\n"
+            f"    s.sendto(b'query', ('127.0.0.1', {udp.port}))\n    out['udp'] = 'sent'\n"
+            "except OSError as e:\n    out['udp'] = type(e).__name__\n"
+            "print(json.dumps(out))"
+        )
+        result = run_json(shared_session, code)
+        time.sleep(0.3)
+        assert result["dns"] != "resolved"
+        assert udp.contacts == 0, "a datagram from the sandbox reached the host's loopback"
+    finally:
+        udp.close()
+
+
+def test_network_tcp_to_host_services_is_blocked(shared_session):
+    server = _Server(socket.AF_INET, "0.0.0.0")
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=2):
+            pass  # premise: the server answers on the host
+        time.sleep(0.3)
+        before = server.contacts
+        assert before == 1
+        targets = [(socket.AF_INET, ip, server.port) for ip in _host_ipv4_addresses()]
+        code = f"TARGETS = {[(int(f), h, p) for f, h, p in targets]!r}\n" + CONNECT_CODE
+        result = run_json(shared_session, code)
+        time.sleep(0.3)
+        assert "connected" not in result.values(), result
+        assert server.contacts == before
+    finally:
+        server.close()
+
+
+def test_network_ipv6_loopback_is_blocked(shared_session):
+    try:
+        server = _Server(socket.AF_INET6, "::1")
+    except OSError as exc:
+        require(False, f"host has no IPv6 loopback to test against: {exc}")
+    try:
+        code = f"TARGETS = [({int(socket.AF_INET6)}, '::1', {server.port})]\n" + CONNECT_CODE
+        result = run_json(shared_session, code)
+        time.sleep(0.3)
+        assert "connected" not in result.values(), result
+        assert server.contacts == 0
+    finally:
+        server.close()
+
+
+def test_secret_files_outside_the_workdir_are_unreadable(shared_session):
+    token, name = uuid.uuid4().hex, uuid.uuid4().hex
+    home = Path("/root") if os.geteuid() == 0 else Path.home()
+    secrets = [home / f"autocoder-test-secret-{name}.txt", Path("/tmp") / f"autocoder-test-secret-{name}.txt"]
+    try:
+        for path in secrets:
+            path.write_text(token)
+            path.chmod(0o644)  # readable by anyone on the host: only the sandbox's view can hide it
+        code = (
+            "import json, os\nout = {}\n"
+            f"for path in {[str(p) for p in secrets]!r}:\n"
+            "    try:\n        out[path] = open(path).read()\n"
+            "    except OSError as e:\n        out[path] = type(e).__name__\n"
+            "print(json.dumps(out))"
+        )
+        result = run_json(shared_session, code)
+        assert token not in json.dumps(result)
+        assert set(result.values()) <= {"FileNotFoundError", "PermissionError"}
+    finally:
+        for path in secrets:
+            path.unlink(missing_ok=True)
+
+
+def test_etc_shadow_is_unreadable(shared_session):
+    assert Path("/etc/shadow").exists()  # premise
+    code = (
+        "import json\ntry:\n    out = open('/etc/shadow').read()[:20]\n"
+        "except OSError as e:\n    out = type(e).__name__\nprint(json.dumps(out))"
+    )
+    assert run_json(shared_session, code) in ("FileNotFoundError", "PermissionError")
+
+
+def test_docker_socket_is_unreachable(shared_session):
+    code = (
+        "import json, socket\nout = {}\n"
+        "for path in ('/var/run/docker.sock', '/run/docker.sock'):\n"
+        "    s = socket.socket(socket.AF_UNIX)\n"
+        "    try:\n        s.connect(path)\n        out[path] = 'connected'\n"
+        "    except OSError as e:\n        out[path] = type(e).__name__\n"
+        "print(json.dumps(out))"
+    )
+    result = run_json(shared_session, code)
+    assert "connected" not in result.values(), result
+
+
+def test_writes_outside_the_workdir_fail(shared_session):
+    name = f"autocoder-write-{uuid.uuid4().hex}"
+    code = (
+        "import json, os, sys, sysconfig\nout = {}\n"
+        "targets = ['/', '/usr', '/etc', '/opt', '/pkgs', '/root', sysconfig.get_paths()['purelib'],\n"
+        "           os.path.dirname(os.__file__), os.path.dirname(sys.executable)]\n"
+        "for folder in targets:\n"
+        f"    path = os.path.join(folder, {name!r})\n"
+        "    try:\n        open(path, 'w').write('x')\n        out[folder] = 'written'\n"
+        "    except OSError as e:\n        out[folder] = type(e).__name__\n"
+        f"open('/work/{name}', 'w').write('ok')\n"
+        f"open('/tmp/{name}', 'w').write('private')\n"
+        "print(json.dumps(out))"
+    )
+    result = run_json(shared_session, code)
+    assert "written" not in result.values(), result
+    # The workdir is the host folder; /tmp is the sandbox's own.
+    assert (shared_session.workdir / name).read_text() == "ok"
+    assert not (Path("/tmp") / name).exists()
+
+
+def test_fork_bomb_is_contained_and_the_host_stays_responsive(fresh_session):
+    outcome: dict = {}
+
+    def bomb() -> None:
+        # A bomb whose every process keeps forking forever; the kernel samples how many exist.
+        bomb = "import os, time\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        time.sleep(0.01)"
+        code = (
+            "import os, subprocess, sys, time, json\n"
+            f"subprocess.Popen([sys.executable, '-c', {bomb!r}], stderr=subprocess.DEVNULL)\n"
+            "most = 0\nend = time.time() + 5\n"
+            "while time.time() < end:\n"
+            "    most = max(most, len([p for p in os.listdir('/proc') if p.isdigit()]))\n"
+            "    time.sleep(0.05)\n"
+            "print(json.dumps(most))"
+        )
+        outcome["result"] = fresh_session.run(code, timeout_s=30)
+
+    thread = threading.Thread(target=bomb)
+    thread.start()
+    latencies = []
+    while thread.is_alive():
+        started = time.monotonic()
+        subprocess.run(["/bin/true"], check=True)
+        latencies.append(time.monotonic() - started)
+        time.sleep(0.1)
+    thread.join()
+    result = outcome["result"]
+    assert result.status == STATUS_OK, result
+    processes = json.loads(result.stdout.strip().splitlines()[-1])
+    assert processes <= TEST_LIMITS.max_processes + 2
+    assert processes >= TEST_LIMITS.max_processes // 2  # premise: the bomb did go off
+    assert max(latencies) < 2.0, f"host stalled: {max(latencies):.2f} s to run /bin/true"
+    assert len(latencies) > 10
+
+
+def test_memory_bomb_ends_in_a_memory_limit_result_and_a_working_kernel(fresh_session):
+    result = fresh_session.run("hog = b'x' * (2 * 1024 ** 3)", timeout_s=60)
+    assert result.status == STATUS_MEMORY, result
+    assert "memory" in result.message
+    after = fresh_session.run("print('recovered')")
+    assert after.status == STATUS_OK and after.stdout == "recovered\n"
+
+
+def test_endless_loop_times_out_and_the_session_keeps_working(shared_session):
+    shared_session.run("survivor = 'here'")
+    result = shared_session.run("while True:\n    pass", timeout_s=2)
+    assert result.status == STATUS_TIMEOUT
+    assert shared_session.run("print(survivor)").stdout == "here\n"
+
+
+def test_fifty_megabytes_of_output_are_capped(shared_session):
+    result = shared_session.run(
+        "for _ in range(50):\n    print('y' * 1_000_000)\nprint('LAST')", timeout_s=60
+    )
+    assert result.status == STATUS_OK
+    assert result.dropped_chars > 49_000_000
+    assert len(result.stdout) < shared_session.output_cap_chars + 200
+    assert result.stdout.rstrip().endswith("LAST")
+
+
+def test_two_sessions_cannot_see_each_others_files_or_variables(shared_session, sandbox_name):
+    other = new_session(sandbox_name)
+    try:
+        token = uuid.uuid4().hex
+        shared_session.run(f"mine = {token!r}\nopen('/work/mine.txt', 'w').write(mine)")
+        code = (
+            "import json, os\n"
+            f"print(json.dumps({{'var': 'mine' in dir(), 'file': os.path.exists('/work/mine.txt'),\n"
+            f"  'host_dir': os.path.exists({str(shared_session.dirs.root)!r}), 'work': os.listdir('/work')}}))"
+        )
+        seen = run_json(other, code)
+        assert seen == {"var": False, "file": False, "host_dir": False, "work": []}
+    finally:
+        other.close()
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                if marker.encode() in (proc / "cmdline").read_bytes():
+                    found.append(int(proc.name))
+    return found
+
+
+def test_closing_a_session_leaves_no_processes_containers_or_folders(sandbox_name):
+    session = new_session(sandbox_name)
+    marker = f"{time.time_ns() % 10**9}.5"  # a unique sleep length doubles as a findable marker
+    code = (
+        "import os, subprocess\n"
+        f"subprocess.Popen(['sleep', '{marker}'])\n"
+        f"subprocess.Popen(['sleep', '{marker}'], start_new_session=True)\n"
+        f"if os.fork() == 0:\n    os.setsid()\n    os.execvp('sleep', ['sleep', '{marker}'])\n"
+        "print('started')"
+    )
+    assert session.run(code).stdout == "started\n"
+    deadline = time.monotonic() + 5
+    while len(_processes_with(marker)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(_processes_with(marker)) == 3  # premise: the host sees them
+    root = session.dirs.root
+    session.close()
+    deadline = time.monotonic() + 10
+    while _processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _processes_with(marker) == []
+    assert not root.exists()
+    if sandbox_name == "docker" and shutil.which("docker"):
+        listed = subprocess.run(
+            ["docker", "ps", "-aq", "--filter", f"label=autocoder.session={root.name}"],
+            capture_output=True,
+            text=True,
+        )
+        assert listed.stdout.strip() == ""
