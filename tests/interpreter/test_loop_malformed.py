@@ -1,0 +1,172 @@
+"""The loop on model output the tiny trained model never produces: malformed blocks and stream shapes.
+
+Why a scripted backend here (and only here): these cases are about exact byte sequences a real model
+emits rarely or a real server produces (a stop string stripped from the stream, an unknown language, a
+block cut off by the token limit, the released checkpoints' sh-then-python turn). `Scripted` is a test
+double of our own Backend interface that streams predetermined text in small chunks; everything else
+(the detector, the loop, the sandboxed kernel and the package runner) is real. The normal path, with a
+real trained model, is in test_loop.py.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from interpreter.loop import Done, ExecutionStarted, LoopConfig, Notice, OutputChunk, TextDelta, run_loop
+from interpreter.protocol import RUN_START, RUN_STOP, block_text
+from tests.conftest import require
+
+pytestmark = [pytest.mark.local_sandbox]
+
+
+class Scripted:
+    """Streams one scripted reply per call, `chunk` characters at a time, like a backend would."""
+
+    name = "scripted"
+
+    def __init__(self, *replies: str, chunk: int = 3, strip_stop: bool = False):
+        self.replies = list(replies)
+        self.chunk = chunk
+        self.strip_stop = strip_stop  # behave like an OpenAI-compatible server: the stop string is not sent
+        self.calls: list[dict] = []
+
+    def stream(self, messages, params, cancel: threading.Event | None = None, stats=None):
+        call = {"messages": messages, "stop": list(params.stop), "cancel": cancel, "closed_early": False}
+        self.calls.append(call)
+        reply = self.replies.pop(0)
+        for stop in params.stop:  # generation ends at a stop string, as real backends do
+            if stop in reply:
+                reply = reply[: reply.index(stop) + (0 if self.strip_stop else len(stop))]
+        sent = 0
+        try:
+            while sent < len(reply):
+                if cancel is not None and cancel.is_set():
+                    return
+                yield reply[sent : sent + self.chunk]
+                sent += self.chunk
+        except GeneratorExit:
+            call["closed_early"] = True
+            raise
+
+
+@pytest.fixture(scope="module")
+def session():
+    from interpreter.sandboxes.base import SandboxUnavailable
+    from interpreter.sandboxes.select import make_sandbox
+    from interpreter.session import Session
+
+    try:
+        sandbox = make_sandbox("local")
+    except SandboxUnavailable as exc:
+        require(False, f"local sandbox unavailable: {exc}")
+    with Session(sandbox) as session:
+        yield session
+
+
+def config(**kwargs) -> LoopConfig:
+    from llm.base import GenerationParams
+
+    return LoopConfig(generation=GenerationParams(max_new_tokens=200), **kwargs)
+
+
+def run(backend, session, cfg=None) -> list:
+    return list(run_loop(backend, [{"role": "user", "content": "go"}], session, cfg or config()))
+
+
+def test_released_checkpoint_turn_sh_then_python_in_one_turn(session):
+    # The shape of the original demo's transcripts: the install and the code in one assistant turn, both
+    # results fed back together. The sh block here runs a plain command so the test needs no network.
+    turn = (
+        "Install first.\n"
+        + block_text("sh", "echo installed")
+        + "\nThen run:\n"
+        + block_text("python", "print('ran')")
+        + "IGNORED"
+    )
+    backend = Scripted(turn, "All good.")
+    events = run(backend, session)
+    started = [(e.language, e.code) for e in events if isinstance(e, ExecutionStarted)]
+    assert started == [("sh", "echo installed"), ("python", "print('ran')")]
+    done = events[-1]
+    assert done.reason == "end_of_turn"
+    assert done.messages[1]["content"] == turn.removesuffix("IGNORED")
+    assert done.messages[2]["content"] == (
+        "pip_result.stdout: \ninstalled\n\n pip_result.stderr: \n\n result.stdout:\nran\n\nresult.stderr:\nNone"
+    )
+    # No RUN_STOP stop string (the sh block must not end the turn); the loop broke the stream off itself.
+    assert backend.calls[0]["stop"] == [] and backend.calls[0]["closed_early"]
+    assert backend.calls[0]["cancel"].is_set()
+    # The model saw the result as a plain user turn.
+    assert backend.calls[1]["messages"][-1] == {"role": "user", "content": done.messages[2]["content"]}
+
+
+def test_stop_string_stripped_by_the_server_still_runs_and_the_dialogue_stays_canonical(session):
+    backend = Scripted("Run:\n" + block_text("python", "print(5)"), "Five.", strip_stop=True)
+    events = run(backend, session, config(sh_ends_turn=True))
+    assert backend.calls[0]["stop"] == [RUN_STOP]
+    assert [e.text for e in events if isinstance(e, OutputChunk)] == ["5\n"]
+    done = events[-1]
+    assert done.messages[1]["content"] == "Run:\n" + block_text("python", "print(5)")
+    assert done.messages[-1]["content"] == "Five."
+
+
+def test_unknown_language_is_explained_to_the_model_which_retries(session):
+    backend = Scripted(
+        block_text("javascript", "console.log(1)"),
+        block_text("python", "print(1)"),
+        "Done.",
+    )
+    events = run(backend, session)
+    assert any(isinstance(e, Notice) and "javascript" in e.message for e in events)
+    assert [e.language for e in events if isinstance(e, ExecutionStarted)] == ["python"]
+    done = events[-1]
+    assert done.messages[2] == {
+        "role": "execution",
+        "content": "result.stdout:\nNone\nresult.stderr:\n```javascript blocks cannot be run here; only python and sh blocks run",
+    }
+    assert done.reason == "end_of_turn" and done.messages[-1]["content"] == "Done."
+
+
+class CountingScripted(Scripted):
+    """Also reports stats the way llm backends do (stop_reason), to exercise the max-tokens path."""
+
+    def stream(self, messages, params, cancel=None, stats=None):
+        yield from super().stream(messages, params, cancel, stats)
+        stats.generated_tokens = params.max_new_tokens
+        stats.stop_reason = "max_tokens"
+
+
+def test_block_cut_off_by_the_token_limit_is_not_run(session):
+    backend = CountingScripted(f"Here:\n{RUN_START}```python\nfor i in range(10):\n    print(")
+    events = run(backend, session)
+    assert not any(isinstance(e, ExecutionStarted) for e in events)
+    assert any(isinstance(e, Notice) and "max new tokens" in e.message for e in events)
+    done = events[-1]
+    assert isinstance(done, Done) and done.reason == "max_tokens"
+    assert [m["role"] for m in done.messages] == ["user", "assistant"]
+
+
+def test_always_mode_runs_bare_python_fences(session):
+    reply = "Let me check:\n```python\nprint(2 + 2)\n```\nMore text that is not part of the turn."
+    backend = Scripted(reply, "It is 4.")
+    events = run(backend, session, config(execution_mode="always"))
+    assert [e.text for e in events if isinstance(e, OutputChunk)] == ["4\n"]
+    done = events[-1]
+    assert done.messages[1]["content"] == "Let me check:\n```python\nprint(2 + 2)\n```"
+    assert (
+        "".join(e.text for e in events if isinstance(e, TextDelta))
+        == done.messages[1]["content"] + "It is 4."
+    )
+    # The same reply in "auto" mode is just text.
+    auto = run(Scripted(reply), session)
+    assert not any(isinstance(e, ExecutionStarted) for e in auto) and auto[-1].reason == "end_of_turn"
+
+
+def test_duplicate_start_and_missing_closing_fence_are_reported_and_run(session):
+    reply = f"{RUN_START}```python\nprint('lost'){RUN_START}```python\nprint('kept')\n{RUN_STOP}"
+    events = run(Scripted(reply, "ok"), session)
+    notices = [e.message for e in events if isinstance(e, Notice)]
+    assert any("dropped" in n for n in notices) and any("closing ``` fence" in n for n in notices)
+    assert [e.text for e in events if isinstance(e, OutputChunk)] == ["kept\n"]
