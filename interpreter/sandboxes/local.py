@@ -52,6 +52,7 @@ from interpreter.sandboxes.base import (
     SANDBOX_UID,
     CommandResult,
     KernelProcess,
+    Limits,
     Sandbox,
     SandboxUnavailable,
     SessionDirs,
@@ -62,6 +63,7 @@ TMP_SIZE_MB = 512
 # Per-uid process backstop (all sandboxes share uid 65534); the per-sandbox limit is the pids cgroup.
 NPROC_BACKSTOP = 4096
 MAX_OPEN_FILES = 4096
+AS_HEADROOM_MB = 1024
 # The tag in every jail's command line, so orphans of a crashed host process can be found.
 TAG_ENV = "AUTOCODER_SANDBOX"
 
@@ -411,33 +413,13 @@ class LocalSandbox(Sandbox):
             "OMP_NUM_THREADS": threads,
             "OPENBLAS_NUM_THREADS": threads,
             "MKL_NUM_THREADS": threads,
+            # Fewer malloc arenas: less reserved address space, which matters where RLIMIT_AS is the limit.
+            "MALLOC_ARENA_MAX": "2",
             TAG_ENV: f"{SANDBOX_LABEL}:{os.getpid()}",
         }
         env.update(extra or {})
         env.pop("JPY_PARENT_PID", None)
         return env
-
-    def _limits_prefix(self, groups: cgroups.CgroupSet) -> list[str]:
-        limits = self.limits
-        args = [
-            "prlimit",
-            f"--nproc={NPROC_BACKSTOP}",
-            f"--fsize={limits.max_file_size_mb * 1024 * 1024}",
-            f"--cpu={limits.cpu_time_s}",
-            f"--nofile={MAX_OPEN_FILES}",
-            "--core=0",
-        ]
-        if not groups.limits_memory:
-            # No memory cgroup: address-space limit instead (coarser: counts reserved, not used, memory).
-            args.append(f"--as={limits.memory_mb * 1024 * 1024}")
-        if not groups.limits_processes:
-            args[1] = f"--nproc={limits.max_processes}"
-        args.append("--")
-        if groups.paths:
-            # Enter the cgroups before anything else runs, so no child escapes them.
-            enter = "; ".join(f"echo $$ > {shlex.quote(p)}" for p in groups.procs_files())
-            return ["/bin/sh", "-c", f'{enter}; exec "$@"', "sh", *args]
-        return args
 
     def _start(
         self,
@@ -466,7 +448,7 @@ class LocalSandbox(Sandbox):
                 )
             else:
                 jail = self._unshare_argv(dirs, network=network, pkgs_writable=pkgs_writable, env=full_env)
-            command = self._limits_prefix(groups) + jail + argv
+            command = limits_prefix(self.limits, groups) + jail + argv
 
             def popen() -> subprocess.Popen:
                 return subprocess.Popen(
@@ -587,6 +569,30 @@ def kernel_argv(python: str, connection_file: str) -> list[str]:
         "--HistoryManager.enabled=False",
         "--IPKernelApp.quiet=True",
     ]
+
+
+def limits_prefix(limits: Limits, groups: cgroups.CgroupSet) -> list[str]:
+    """The command prefix that enters `groups` and sets the rlimits, before the jail starts."""
+    args = [
+        "prlimit",
+        f"--nproc={NPROC_BACKSTOP}",
+        f"--fsize={limits.max_file_size_mb * 1024 * 1024}",
+        f"--cpu={limits.cpu_time_s}",
+        f"--nofile={MAX_OPEN_FILES}",
+        "--core=0",
+    ]
+    if not groups.limits_memory:
+        # No memory cgroup: an address-space limit instead. It counts reserved, not used, memory (an idle
+        # kernel reserves ~700 MB for thread stacks and allocator arenas), hence the headroom.
+        args.append(f"--as={(limits.memory_mb + AS_HEADROOM_MB) * 1024 * 1024}")
+    if not groups.limits_processes:
+        args[1] = f"--nproc={limits.max_processes}"
+    args.append("--")
+    if groups.paths:
+        # Enter the cgroups before anything else runs, so no child escapes them.
+        enter = "; ".join(f"echo $$ > {shlex.quote(p)}" for p in groups.procs_files())
+        return ["/bin/sh", "-c", f'{enter}; exec "$@"', "sh", *args]
+    return args
 
 
 def _data_fd(text: str) -> int:

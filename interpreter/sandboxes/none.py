@@ -8,7 +8,9 @@ stderr every time one is created.
 Paths: the kernel sees the host folders themselves, so the connection file's IPC address and the
 /work, /ipc, /pkgs prefixes of a one-shot command are rewritten to the session's host folders.
 
-What it deliberately does not do: any limit beyond the same rlimits the local sandbox sets.
+Limits: the same cgroups (where the host allows them) and rlimits as the local sandbox.
+
+What it deliberately does not do: hide files, block the network, or separate sessions from each other.
 """
 
 from __future__ import annotations
@@ -35,12 +37,12 @@ from interpreter.sandboxes.base import (
 )
 from interpreter.sandboxes.cgroups import CgroupSet
 from interpreter.sandboxes.local import (
-    MAX_OPEN_FILES,
     _ancestors,
     _collect,
     _Jail,
     _spawn,
     kernel_argv,
+    limits_prefix,
     python_layout,
 )
 
@@ -142,16 +144,14 @@ class NoneSandbox(Sandbox):
                 return str(host) + text[len(inner) :]
         return text
 
-    def _prefix(self) -> list[str]:
+    def _groups(self, suffix: str) -> CgroupSet:
         limits = self.limits
-        prefix = _reach_python_prefix() + [
-            "prlimit",
-            f"--fsize={limits.max_file_size_mb * 1024 * 1024}",
-            f"--cpu={limits.cpu_time_s}",
-            f"--nofile={MAX_OPEN_FILES}",
-            f"--as={limits.memory_mb * 1024 * 1024}",
-            "--",
-        ]
+        return CgroupSet.create(
+            f"none-{suffix}", memory_mb=limits.memory_mb, max_processes=limits.max_processes, cpus=limits.cpus
+        )
+
+    def _prefix(self, groups: CgroupSet) -> list[str]:
+        prefix = limits_prefix(self.limits, groups) + _reach_python_prefix()
         if os.geteuid() == 0:
             prefix += [
                 "setpriv",
@@ -185,8 +185,8 @@ class NoneSandbox(Sandbox):
         info = json.loads(path.read_text())
         info["ip"] = str(dirs.ipc / "kernel")
         path.write_text(json.dumps(info))
-        argv = self._prefix() + kernel_argv(sys.executable, str(path))
-        groups = CgroupSet(name="none")  # no cgroups: the unsandboxed kernel only gets rlimits
+        groups = self._groups(dirs.root.name)
+        argv = self._prefix(groups) + kernel_argv(sys.executable, str(path))
         log = open(dirs.root / "kernel.log", "ab")  # noqa: SIM115 - handed to the child
         try:
             popen = _spawn(
@@ -217,8 +217,9 @@ class NoneSandbox(Sandbox):
         output_cap_bytes: int = 10_000_000,
     ) -> CommandResult:
         started = time.monotonic()
+        groups = self._groups(dirs.root.name + "-c")
         popen = subprocess.Popen(
-            self._prefix() + [self._map(a, dirs) for a in argv],
+            self._prefix(groups) + [self._map(a, dirs) for a in argv],
             cwd=dirs.work,
             env=self._env(dirs, env),
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
