@@ -61,14 +61,14 @@ def image_hash() -> str:
     return digest.hexdigest()[:12]
 
 
-def image_tag() -> str:
+def image_tag(repo: str = IMAGE_REPO) -> str:
     """The tag of the image that matches the current Dockerfile and package list."""
-    return f"{IMAGE_REPO}:{image_hash()}"
+    return f"{repo}:{image_hash()}"
 
 
-def base_tag() -> str:
+def base_tag(repo: str = BASE_REPO) -> str:
     spec = f"{DEBIAN_SUITE}|{','.join(DEBIAN_PACKAGES)}|minbase"
-    return f"{BASE_REPO}:{DEBIAN_SUITE}-{hashlib.sha256(spec.encode()).hexdigest()[:8]}"
+    return f"{repo}:{DEBIAN_SUITE}-{hashlib.sha256(spec.encode()).hexdigest()[:8]}"
 
 
 def image_exists(tag: str) -> bool:
@@ -87,11 +87,12 @@ def registry_reachable(url: str = REGISTRY_PROBE_URL, timeout_s: float = REGISTR
         return False
 
 
-def debian_mirror() -> str:
+def debian_mirror(apt_dir: Path = Path("/etc/apt")) -> str:
     """The Debian mirror apt uses here (first `URIs:`/`deb` line naming a debian archive), else the default."""
-    candidates = sorted(Path("/etc/apt/sources.list.d").glob("*.sources")) + [
-        *sorted(Path("/etc/apt/sources.list.d").glob("*.list")),
-        Path("/etc/apt/sources.list"),
+    candidates = [
+        *sorted((apt_dir / "sources.list.d").glob("*.sources")),
+        *sorted((apt_dir / "sources.list.d").glob("*.list")),
+        apt_dir / "sources.list",
     ]
     for path in candidates:
         try:
@@ -102,11 +103,21 @@ def debian_mirror() -> str:
             words = line.split()
             if not words or words[0].startswith("#"):
                 continue
-            uris = words[1:] if words[0] == "URIs:" else words[1:2] if words[0] == "deb" else []
+            uris = words[1:] if words[0] == "URIs:" else _deb_line_uri(words) if words[0] == "deb" else []
             for uri in uris:
                 if uri.startswith("http") and uri.rstrip("/").endswith("/debian"):
                     return uri.rstrip("/")
     return DEFAULT_MIRROR
+
+
+def _deb_line_uri(words: list[str]) -> list[str]:
+    """The URI of a one-line `deb [options] uri suite ...` entry (options may span several words)."""
+    rest = words[1:]
+    if rest and rest[0].startswith("["):
+        while rest and not rest[0].endswith("]"):
+            rest = rest[1:]
+        rest = rest[1:]
+    return rest[:1]
 
 
 def host_ca_bundle() -> Path | None:
@@ -139,9 +150,9 @@ def _run(argv: list[str], log: Log, *, stdin=None, env: dict | None = None) -> N
         raise RuntimeError(f"{argv[0]} {argv[1]} failed (exit {proc.returncode}):\n" + "\n".join(tail))
 
 
-def build_offline_base(log: Log = _print) -> str:
+def build_offline_base(log: Log = _print, *, repo: str = BASE_REPO) -> str:
     """debootstrap a minimal bookworm rootfs and `docker import` it; skipped when the base already exists."""
-    tag = base_tag()
+    tag = base_tag(repo)
     if image_exists(tag):
         log(f"base {tag} exists, reusing it")
         return tag
@@ -180,23 +191,32 @@ def build_offline_base(log: Log = _print) -> str:
     return tag
 
 
-def build_image(offline: bool | None = None, tag: str | None = None, log: Log = _print) -> str:
+def build_image(
+    offline: bool | None = None,
+    tag: str | None = None,
+    log: Log = _print,
+    *,
+    repo: str = IMAGE_REPO,
+    base_repo: str = BASE_REPO,
+) -> str:
     """Build the sandbox image unless the image for the current files exists; return its tag.
 
     offline=None decides by probing the registry (3 s); True never pulls; False always pulls the base.
-    `tag` adds one more tag besides `autocoder-sandbox:<hash>` and `:latest`.
+    `tag` adds one more tag besides `<repo>:<hash>` and `<repo>:latest` (repo: autocoder-sandbox; tests
+    use other repositories so they never touch the image sessions use).
     """
     if shutil.which("docker") is None:
         raise RuntimeError("docker CLI not found: install docker.io (apt-get install docker.io)")
-    target = image_tag()
+    target = image_tag(repo)
+    extra_tags = [f"{repo}:latest", *([tag] if tag else [])]
     if image_exists(target):
         log(f"{target} is up to date")
-        _tag(target, [f"{IMAGE_REPO}:latest", *([tag] if tag else [])], log)
+        _tag(target, extra_tags, log)
         return target
     if offline is None:
         offline = not registry_reachable()
         log("no container registry reachable: building offline" if offline else "registry reachable")
-    base = build_offline_base(log) if offline else ONLINE_BASE
+    base = build_offline_base(log, repo=base_repo) if offline else ONLINE_BASE
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="autocoder-image-") as tmp:
         context = Path(tmp)
@@ -212,7 +232,7 @@ def build_image(offline: bool | None = None, tag: str | None = None, log: Log = 
         env = {**os.environ, "DOCKER_BUILDKIT": "0"}
         log(f"building {target} from {base} (a few minutes: pip installs numpy, pandas, scipy, ...)")
         _run([*argv, str(context)], log, env=env)
-    _tag(target, [f"{IMAGE_REPO}:latest", *([tag] if tag else [])], log)
+    _tag(target, extra_tags, log)
     log(f"built {target} in {time.monotonic() - started:.0f} s")
     return target
 
