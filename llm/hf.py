@@ -111,11 +111,12 @@ class HFBackend(Backend):
             if keep > 0:
                 try:
                     with torch.inference_mode():
-                        if keep < cache.get_seq_length():
-                            cache.crop(keep)
+                        surplus = cache.get_seq_length() - keep
+                        if surplus > 0:
+                            cache.crop(-surplus)  # transformers 5: a negative count of tokens to drop
                     if cache.get_seq_length() == keep:
                         return cache, keep
-                except (ValueError, NotImplementedError, AttributeError):
+                except (ValueError, RuntimeError, NotImplementedError, AttributeError):
                     pass  # some cache layers (e.g. sliding windows past their size) cannot be cropped
         return DynamicCache(config=self.model.config), 0
 
