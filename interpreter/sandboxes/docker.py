@@ -51,6 +51,7 @@ from interpreter.sandboxes.base import (
     SessionDirs,
 )
 from interpreter.sandboxes.docker_api import DockerAPI, DockerAPIError
+from interpreter.sandboxes.local import MAX_OPEN_FILES, kernel_argv
 
 OWNER_PID_LABEL = "autocoder.owner_pid"
 OWNER_START_LABEL = "autocoder.owner_start"
@@ -224,6 +225,7 @@ class DockerSandbox(Sandbox):
             {"Name": "fsize", "Soft": fsize, "Hard": fsize},
             {"Name": "cpu", "Soft": cpu, "Hard": cpu},
             {"Name": "core", "Soft": 0, "Hard": 0},
+            {"Name": "nofile", "Soft": MAX_OPEN_FILES, "Hard": MAX_OPEN_FILES},
         ]
 
     def _tmpfs_options(self) -> str:
@@ -259,7 +261,8 @@ class DockerSandbox(Sandbox):
         name = f"autocoder-{dirs.root.name}-{uuid.uuid4().hex[:6]}"
         config = {
             "Image": self.image,
-            "Cmd": ["python", "-m", "ipykernel_launcher", "-f", f"{INNER_IPC_DIR}/{connection_file_name}"],
+            # The same kernel command line as the local sandbox (history off, quiet).
+            "Cmd": kernel_argv("python", f"{INNER_IPC_DIR}/{connection_file_name}"),
             "Env": [f"{k}={v}" for k, v in self._env(env).items()],
             "User": self._user(),
             "WorkingDir": INNER_WORKDIR,
