@@ -122,10 +122,11 @@ class _Registry:
 class DockerKernelProcess(KernelProcess):
     """A kernel container. A thread blocks on the API's `wait`, so a death is known within milliseconds."""
 
-    def __init__(self, api: DockerAPI, container_id: str, name: str):
+    def __init__(self, api: DockerAPI, container_id: str, name: str, log_path: Path | None = None):
         self.api = api
         self.container_id = container_id
         self.name = name
+        self.log_path = log_path
         self._stopped = threading.Event()
         self._reason: str | None = None
         self._killed = False
@@ -141,8 +142,18 @@ class DockerKernelProcess(KernelProcess):
                 state = {}
             if state.get("OOMKilled"):
                 reason = "memory"
+            self._save_log()
         self._reason = reason
         self._stopped.set()
+
+    def _save_log(self) -> None:
+        """Keep the dead kernel's own output (startup errors, crashes) where the kernel session looks."""
+        if self.log_path is None:
+            return
+        try:
+            self.log_path.write_text(self.api.logs(self.container_id))
+        except (OSError, DockerAPIError):
+            pass
 
     def is_alive(self) -> bool:
         return not self._stopped.is_set()
@@ -301,7 +312,7 @@ class DockerSandbox(Sandbox):
                     "`python -m interpreter image build`"
                 ) from exc
             raise
-        return DockerKernelProcess(self._api, container_id, name)
+        return DockerKernelProcess(self._api, container_id, name, log_path=dirs.root / "kernel.log")
 
     def command_argv(
         self, argv: list[str], dirs: SessionDirs, name: str, *, network: bool, pkgs_writable: bool, env: dict

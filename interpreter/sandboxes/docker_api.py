@@ -128,6 +128,26 @@ class DockerAPI:
                 return False
             raise
 
+    def logs(self, container_id: str, tail: int = 50) -> str:
+        """The last lines of a container's stdout and stderr (its main process's, not the code's)."""
+        conn = _UnixConnection(self.path, 10)
+        query = urllib.parse.urlencode({"stdout": 1, "stderr": 1, "tail": tail})
+        try:
+            conn.request("GET", f"/containers/{container_id}/logs?{query}")
+            response = conn.getresponse()
+            data = response.read()
+        finally:
+            conn.close()
+        if response.status >= 400:
+            return ""
+        # Without a TTY the stream is multiplexed: 8-byte headers (stream, 0, 0, 0, big-endian length).
+        chunks, offset = [], 0
+        while offset + 8 <= len(data):
+            size = int.from_bytes(data[offset + 4 : offset + 8], "big")
+            chunks.append(data[offset + 8 : offset + 8 + size])
+            offset += 8 + size
+        return b"".join(chunks).decode(errors="replace")
+
     def list_containers(self, label: str) -> list[dict]:
         filters = json.dumps({"label": [label]})
         return self.request("GET", "/containers/json", query={"all": "true", "filters": filters}) or []

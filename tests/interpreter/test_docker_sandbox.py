@@ -276,3 +276,14 @@ def test_session_runs_code_with_state_in_the_workdir(sandbox, tmp_path):
         result = session.run("import os\nopen('out.txt', 'w').write(str(a.sum()))\nprint(os.getcwd())")
         assert result.stdout == "/work\n"
         assert (session.workdir / "out.txt").read_text() == "45"
+
+
+def test_kernel_that_dies_at_start_leaves_its_log(sandbox, dirs):
+    (dirs.ipc / "broken.json").write_text("{not json")
+    process = sandbox.launch_kernel(dirs, "broken.json", {})
+    try:
+        assert process.wait(timeout=30), "a kernel with a broken connection file kept running"
+        assert process.exit_reason() == "crashed"
+        assert "Error" in (dirs.root / "kernel.log").read_text()
+    finally:
+        process.kill()
