@@ -54,6 +54,79 @@ IDLE_AFTER_REPLY_S = 2.0
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 
+# The kernel stops forwarding a cell's output after this multiple of the host's cap, keeping a tail it
+# sends when the cell ends (with a count the host adds to `dropped_chars`). Without it a tight print loop
+# outruns the host and piles gigabytes into the kernel's own buffers until the memory limit kills it.
+KERNEL_CAP_FACTOR = 2
+DROPPED_TOKEN = re.compile(r"\x1eautocoder-dropped:(\d+)\x1e")
+
+_KERNEL_PRELUDE = """
+def _autocoder_cap_output(limit, tail_limit):
+    import collections, sys
+    state = {"seen": 0, "dropped": {}, "tail": collections.deque(), "tail_len": 0}
+    originals = {}
+
+    def wrap(name, stream):
+        original = originals[name] = stream.write
+
+        def write(text):
+            if not isinstance(text, str):
+                return original(text)
+            size = len(text)
+            room = limit - state["seen"]
+            state["seen"] += size
+            if room >= size:
+                return original(text)
+            if room > 0:
+                original(text[:room])
+                text = text[room:]
+            state["tail"].append((name, text))
+            state["tail_len"] += len(text)
+            while state["tail_len"] > tail_limit:
+                first_name, first = state["tail"][0]
+                cut = min(len(first), state["tail_len"] - tail_limit)
+                state["dropped"][first_name] = state["dropped"].get(first_name, 0) + cut
+                state["tail_len"] -= cut
+                if cut == len(first):
+                    state["tail"].popleft()
+                else:
+                    state["tail"][0] = (first_name, first[cut:])
+            return size
+
+        stream.write = write
+
+    def reset(*args):
+        state.update(seen=0, dropped={}, tail=collections.deque(), tail_len=0)
+
+    def finish(*args):
+        for name, count in state["dropped"].items():
+            originals[name]("\\x1eautocoder-dropped:%d\\x1e" % count)
+        for name, text in state["tail"]:
+            originals[name](text)
+        reset()
+
+    def start_cell(*args):
+        # Wrap here, not in the setup cell: IPython restores the streams' write when a cell ends.
+        if not originals:
+            wrap("stdout", sys.stdout)
+            wrap("stderr", sys.stderr)
+        reset()
+
+    shell = get_ipython()
+    if hasattr(shell, "_tee"):
+        # IPython 9 copies every write of every cell into history_manager.outputs and never frees it: a print
+        # loop would fill the kernel's memory however little reaches the host. Nothing here reads it.
+        import contextlib
+
+        shell._tee = lambda channel: contextlib.nullcontext()
+    shell.events.register("pre_run_cell", start_cell)
+    shell.events.register("post_run_cell", finish)
+
+
+_autocoder_cap_output(LIMIT, TAIL)
+del _autocoder_cap_output
+"""
+
 INPUT_MESSAGE = (
     "input() is not available: code runs without a keyboard. Put the values in the code instead "
     "(e.g. replace input() with a literal)."
@@ -159,6 +232,13 @@ class _Execution:
     def stream(self, name: str, text: str) -> None:
         name = name if name in self.streams else "stdout"
         capped = self.streams[name]
+        if "\x1e" in text:
+            # The kernel's own cap reports what it dropped (see _KERNEL_PRELUDE).
+            def count(match: re.Match) -> str:
+                capped.dropped += int(match.group(1))
+                return ""
+
+            text = DROPPED_TOKEN.sub(count, text)
         live = capped.add(text)
         if self.on_output is None:
             return
@@ -288,6 +368,7 @@ class KernelSession:
         try:
             self._connect(ports)
             self._wait_ready()
+            self._install_prelude()
         except BaseException:
             self._drop_kernel()
             raise
@@ -348,6 +429,35 @@ class KernelSession:
         for sock in (shell, iopub):
             while self._recv(sock) is not None:
                 pass
+
+    def _install_prelude(self) -> None:
+        """Run the kernel-side output cap silently (no history, no output, no execution count)."""
+        import zmq
+
+        limit = KERNEL_CAP_FACTOR * self.output_cap_chars
+        tail = self.output_cap_chars - self.output_cap_chars // 2
+        code = _KERNEL_PRELUDE.replace("LIMIT, TAIL", f"{limit}, {tail}")
+        content = {
+            "code": code,
+            "silent": True,
+            "store_history": False,
+            "user_expressions": {},
+            "allow_stdin": False,
+        }
+        msg = self._session.msg("execute_request", content)
+        self._session.send(self._sockets["shell"], msg)
+        shell = self._sockets["shell"]
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            if shell.poll(100, zmq.POLLIN):
+                reply = self._recv(shell)
+                if reply and reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+                    if reply["content"].get("status") != "ok":
+                        raise KernelStartError(f"kernel setup failed: {reply['content'].get('evalue', '?')}")
+                    return
+            elif not self.process.is_alive():
+                raise KernelStartError(f"kernel exited at start: {self._log_tail()}")
+        raise KernelStartError(f"kernel did not finish its setup within {self.startup_timeout_s:.0f} s")
 
     def _log_tail(self) -> str:
         try:

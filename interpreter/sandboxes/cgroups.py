@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,13 +189,14 @@ class CgroupSet:
 
     def kill_all(self) -> None:
         """SIGKILL every process in the groups (a fork bomb may keep forking, hence the rounds)."""
-        for _ in range(20):
+        for round_ in range(50):
             pids = self.pids()
             if not pids:
                 return
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
+            time.sleep(0.002 * (round_ + 1))  # killed processes take a moment to leave the group
 
     def remove(self) -> None:
         """Kill what is left and remove the groups (a group with live processes cannot be removed)."""
@@ -208,9 +210,7 @@ class CgroupSet:
                     break
                 except OSError:
                     # Killed processes take a moment to leave the group.
-                    import time
-
-                    time.sleep(0.01)
+                    time.sleep(0.005)
         self.paths.clear()
 
 

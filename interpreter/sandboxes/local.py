@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import select
 import shlex
 import shutil
 import signal
@@ -603,6 +604,28 @@ def _data_fd(text: str) -> int:
     return read_fd
 
 
+def _wait_exit(popen: subprocess.Popen, timeout_s: float) -> bool:
+    """Wait for the process to end; False on timeout. Popen.wait(timeout) polls with sleeps of up to 50 ms;
+    a pidfd wakes up the moment the process exits."""
+    try:
+        pidfd = os.pidfd_open(popen.pid)
+    except (AttributeError, OSError):
+        try:
+            popen.wait(timeout=timeout_s)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        if not poller.poll(max(0, int(timeout_s * 1000))):
+            return False
+    finally:
+        os.close(pidfd)
+    popen.wait()
+    return True
+
+
 def _collect(jail: _Jail, stdin: bytes | None, timeout_s: float, cap: int, started: float) -> CommandResult:
     """Feed stdin, read both pipes (keeping at most `cap` bytes each), enforce the timeout."""
     popen = jail.popen
@@ -632,11 +655,7 @@ def _collect(jail: _Jail, stdin: bytes | None, timeout_s: float, cap: int, start
             popen.stdin.write(stdin)
         with contextlib.suppress(OSError):
             popen.stdin.close()
-    timed_out = False
-    try:
-        popen.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        timed_out = True
+    timed_out = not _wait_exit(popen, timeout_s)
     memory = jail.groups.oom_kills() > 0
     jail.kill()
     for thread in threads:

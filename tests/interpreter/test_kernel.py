@@ -233,3 +233,28 @@ def fresh_local():
     session = new_session("local")
     yield session
     session.close()
+
+
+def test_endless_print_flood_times_out_without_exhausting_the_kernel(local_session):
+    local_session.run("flood_survivor = 'alive'")
+    result = local_session.run("while True:\n    print('z' * 10_000)", timeout_s=2)
+    assert result.status == STATUS_TIMEOUT, result
+    assert not result.state_lost
+    assert result.dropped_chars > 10_000_000
+    assert len(result.stdout) < local_session.output_cap_chars + 200
+    assert local_session.run("print(flood_survivor)").stdout == "alive\n"
+
+
+def test_stdout_and_stderr_are_capped_and_counted_together(local_session):
+    code = "import sys\nfor i in range(30_000):\n    print(i)\n    print(-i, file=sys.stderr)"
+    result = local_session.run(code, timeout_s=60)
+    produced = 2 * sum(len(f"{i}\n") for i in range(30_000)) + 30_000 - 1  # minus signs (none for 0)
+    kept = len(result.stdout) + len(result.stderr)
+    markers = sum(
+        len(line) + 2
+        for text in (result.stdout, result.stderr)
+        for line in text.splitlines()
+        if "dropped" in line
+    )
+    assert kept - markers + result.dropped_chars == produced
+    assert result.stdout.endswith("29999\n") and result.stderr.endswith("-29999\n")
