@@ -17,8 +17,10 @@ Rounds and turns, following how the released checkpoints were used:
   A backend that always stops at RUN_STOP just ends the turn after the sh block; both are handled.
 
 Cancellation: setting `cancel` (from any thread) stops generation (the backend gets a cancel event),
-interrupts a running execution (`session.interrupt()`, right away, from a relay thread), and the loop
-ends with `Done(reason="cancelled")` holding everything generated and run so far.
+interrupts a running execution (`session.interrupt()`, right away, from a relay thread; code that
+ignores the interrupt for `cancel_grace_s` gets its kernel killed, which the session replaces with a fresh
+one, state lost), and the loop ends with `Done(reason="cancelled")` holding everything generated and run
+so far.
 
 Threads: `session.run_block` runs in a worker thread; its `on_output` callback may be called from any
 thread and only puts chunks on a queue, which the generator drains, so OutputChunk events arrive while the
@@ -131,7 +133,7 @@ class LoopConfig:
     sh_ends_turn: bool = False  # see the module docstring
     bare_python: bool | None = None  # detect bare ```python fences; None means "only in always mode"
     execution_timeout_s: float | None = None  # per block; None leaves the session's default
-    cancel_grace_s: float = 5.0  # after an interrupt, wait this long before restarting a stuck kernel
+    cancel_grace_s: float = 5.0  # after an interrupt, wait this long before killing a kernel that ignores it
     # Called when the model ends its turn without asking to run code: return a user message to go on
     # (e.g. the data pipeline's questioner, an evaluation asking for the final function), None to stop.
     on_turn_end: TurnEndHook | None = None
@@ -461,6 +463,7 @@ class _Loop:
         worker.start()
         interrupted_at: float | None = None
         last_interrupt = 0.0
+        forced = False  # the kernel was killed after the grace period
         try:
             yield ExecutionStarted(exec_id, language, code)
             while True:
@@ -472,9 +475,14 @@ class _Loop:
                         if interrupted_at is None:
                             interrupted_at = last_interrupt = now
                             self.relay.fire()
-                        elif now - interrupted_at > self.config.cancel_grace_s:
-                            result = yield from self._restart_after_stuck(exec_id)
-                            return result
+                        elif now - interrupted_at > self.config.cancel_grace_s and not forced:
+                            # The code ignores the interrupt (or an sh command runs outside the kernel).
+                            forced = True
+                            if language != "sh" and self._kill_kernel():
+                                continue  # the session sees its kernel die, restarts it and returns
+                            return (yield from self._give_up(exec_id, language))
+                        elif forced and now - interrupted_at > 2 * self.config.cancel_grace_s + 5:
+                            return (yield from self._give_up(exec_id, language))
                         elif now - last_interrupt > 0.5:
                             # An interrupt that landed before the kernel began the cell is lost: repeat it.
                             last_interrupt = now
@@ -484,6 +492,11 @@ class _Loop:
                     yield OutputChunk(exec_id, item[1], item[2])
                 elif item[0] == "done":
                     result: ExecutionResult = item[1]
+                    if forced and result.state_lost:
+                        grace = self.config.cancel_grace_s
+                        result.message = (
+                            f"the code ignored the interrupt for {grace:g} s; kernel restarted, state lost"
+                        )
                     yield ExecutionFinished(exec_id, result)
                     if result.state_lost:
                         yield Notice(
@@ -505,16 +518,27 @@ class _Loop:
         except Exception:  # nothing more to do: the grace period ends in a restart
             pass
 
-    def _restart_after_stuck(self, exec_id: str) -> Iterator[Event]:
-        grace = self.config.cancel_grace_s
-        message = f"the code ignored the interrupt for {grace:g} s; kernel restarted, state lost"
+    def _kill_kernel(self) -> bool:
+        """Kill the session's kernel process so its running execution returns: the session notices the
+        death, starts a fresh kernel and reports the state as lost. False when there is no such process."""
+        process = getattr(getattr(self.session, "kernel", None), "process", None)
+        if process is None or not hasattr(process, "kill"):
+            return False
         try:
-            self.session.restart()
-        except Exception as exc:
-            message = (
-                f"the code ignored the interrupt and the kernel could not be restarted: {_one_line(exc)}"
-            )
-        result = ExecutionResult(status="error", stderr="", message=message, state_lost=True)
+            process.kill()
+        except Exception:
+            return False
+        return True
+
+    def _give_up(self, exec_id: str, language: str) -> Iterator[Event]:
+        """Stop waiting for an execution that would not stop; the loop ends without its result."""
+        if language == "sh":
+            message = "stopped waiting for the command; it may still finish (or time out) in its sandbox"
+            lost = False
+        else:
+            message = "the code would not stop; restart the session's kernel (its state is lost)"
+            lost = True
+        result = ExecutionResult(status="error", message=message, state_lost=lost)
         yield ExecutionFinished(exec_id, result)
         yield Notice(message)
         return result

@@ -323,3 +323,37 @@ def test_bad_configuration_is_a_clear_error(backend, session, kwargs, match):
 def test_missing_generation_params_is_a_clear_error(backend, session):
     with pytest.raises(ValueError, match="generation is required"):
         run_loop(backend, ask("print"), session, LoopConfig())
+
+
+def test_closing_the_event_stream_mid_execution_interrupts_the_code(backend, session):
+    # What the app does when the browser goes away: it stops pulling and closes the generator.
+    events = run_loop(backend, ask("sleep"), session, config())
+    for event in events:
+        if isinstance(event, ExecutionStarted):
+            break
+    time.sleep(0.3)
+    events.close()
+    start = time.monotonic()
+    assert session.run_block("python", "print('free')", timeout_s=20).stdout == "free\n"
+    assert time.monotonic() - start < 5, "the abandoned 30 s sleep was still holding the kernel"
+
+
+def test_code_that_ignores_the_interrupt_gets_the_kernel_restarted(backend, session):
+    stubborn = "import time\nwhile True:\n    try:\n        time.sleep(10)\n    except KeyboardInterrupt:\n        pass"
+    cancel = threading.Event()
+    session.run_block("python", "kept = 7")
+    events = []
+    cfg = config(execution_mode="ask", cancel_grace_s=1.0)
+    for event in run_loop(backend, ask("sleep"), session, cfg, cancel=cancel, approve=lambda b: stubborn):
+        events.append(event)
+        if isinstance(event, ExecutionStarted):
+            threading.Timer(0.3, cancel.set).start()
+            cancelled_at = time.monotonic() + 0.3
+    assert time.monotonic() - cancelled_at < 10
+    assert events[-1].reason == "cancelled"
+    finished = next(e for e in events if isinstance(e, ExecutionFinished))
+    assert finished.result.state_lost and "restarted" in finished.result.message
+    assert any(isinstance(e, Notice) and "state lost" in e.message for e in events)
+    # A fresh kernel: it answers, and the old variable is gone.
+    result = session.run_block("python", "print('kept' in globals())", timeout_s=20)
+    assert result.stdout == "False\n"
