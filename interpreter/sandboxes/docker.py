@@ -27,7 +27,9 @@ the session folders on the daemon's host).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -190,6 +192,10 @@ class DockerSandbox(Sandbox):
     @classmethod
     def check_available(cls, image: str | None = None) -> None:
         api = DockerAPI()
+        if shutil.which("docker") is None:
+            raise SandboxUnavailable(
+                "docker: the docker CLI is missing; install it (apt-get install docker.io) or use --sandbox local"
+            )
         if not os.path.exists(api.path):
             raise SandboxUnavailable(
                 f"docker: no Docker daemon socket at {api.path}; install and start Docker "
@@ -360,30 +366,29 @@ class DockerSandbox(Sandbox):
         started = time.monotonic()
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         readers = [_CappedReader(proc.stdout), _CappedReader(proc.stderr)]
-        if stdin:
-            try:
-                proc.stdin.write(stdin)
-            except BrokenPipeError:
-                pass
-        proc.stdin.close()
+        # stdin is fed from a thread: a command that never reads must not block us past the timeout.
+        threading.Thread(target=_feed, args=(proc.stdin, stdin or b""), daemon=True).start()
         timed_out = False
-        try:
-            returncode: int | None = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            returncode = None
+        returncode: int | None = None
         state: dict = {}
         try:
+            try:
+                returncode = proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                timed_out = True
             if not timed_out:
-                state = (self._api.inspect(name) or {}).get("State", {})
-            self._api.remove(name)  # also stops it when it timed out; the CLI process then exits
-        except (OSError, DockerAPIError):
-            pass
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+                with contextlib.suppress(OSError, DockerAPIError):
+                    state = (self._api.inspect(name) or {}).get("State", {})
+        finally:
+            # Always remove the container (also on timeout or an exception here, e.g. KeyboardInterrupt):
+            # removing it stops it, and the CLI process then exits.
+            with contextlib.suppress(OSError, DockerAPIError):
+                self._api.remove(name)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         out, err = (reader.text() for reader in readers)
         return CommandResult(
             returncode=returncode,
@@ -417,6 +422,13 @@ class DockerSandbox(Sandbox):
             except (OSError, DockerAPIError):
                 pass
         return removed
+
+
+def _feed(pipe, data: bytes) -> None:
+    with contextlib.suppress(OSError):
+        if data:
+            pipe.write(data)
+        pipe.close()
 
 
 class _CappedReader:

@@ -228,7 +228,8 @@ def test_run_command_passes_stdin_and_env_and_runs_unprivileged(sandbox, dirs):
 
 def test_run_command_timeout_removes_the_container(sandbox, dirs):
     started = time.monotonic()
-    done = sandbox.run_command(["sleep", "60"], dirs, 1.0)
+    # 10 MB on stdin that nobody reads must not block past the timeout either.
+    done = sandbox.run_command(["sleep", "60"], dirs, 1.0, stdin=b"x" * 10_000_000)
     assert done.timed_out
     assert done.returncode is None
     assert time.monotonic() - started < 15
