@@ -507,8 +507,12 @@ class KernelSession:
                     self._session.send(sock, "interrupt_request", {})
 
     def close(self) -> None:
+        """Kill the kernel now (even while another thread executes: that call then returns) and free all."""
         with self._control_lock:
             self._closed = True
+            process = self.process
+        if process is not None:
+            process.kill()
         with self._lock:
             self._drop_kernel()
             if self._context is not None:
@@ -627,6 +631,8 @@ class KernelSession:
 
     def _recover_dead(self, started: float, run: _Execution, before: bool = False) -> ExecutionResult:
         """The kernel process is gone: say why, start a fresh one, report that state was lost."""
+        if self._closed:
+            return run.result(STATUS_ERROR, started, state_lost=True, message="the session was closed")
         reason = self.process.exit_reason() if self.process is not None else "crashed"
         limit_mb = getattr(getattr(self.sandbox, "limits", None), "memory_mb", None)
         if reason == "memory":
@@ -634,7 +640,11 @@ class KernelSession:
             what = f"the kernel was killed for exceeding its memory limit ({limit_mb} MB)"
         else:
             status = STATUS_CRASHED
-            what = "the kernel died" + (" before this execution" if before else "")
+            what = (
+                "the kernel had died before this execution (the code was not run)"
+                if before
+                else "the kernel died"
+            )
         try:
             self._drop_kernel()
             self._launch()

@@ -258,3 +258,14 @@ def test_stdout_and_stderr_are_capped_and_counted_together(local_session):
     )
     assert kept - markers + result.dropped_chars == produced
     assert result.stdout.endswith("29999\n") and result.stderr.endswith("-29999\n")
+
+
+def test_closing_while_code_runs_returns_promptly(fresh_local):
+    timer = threading.Timer(0.5, fresh_local.close)
+    timer.start()
+    started = time.monotonic()
+    result = fresh_local.run("import time\ntime.sleep(60)", timeout_s=120)
+    timer.join()
+    assert time.monotonic() - started < 5
+    assert result.status == STATUS_ERROR and "closed" in result.message
+    assert fresh_local.run("print(1)").status == STATUS_ERROR  # closed sessions refuse, clearly
