@@ -49,8 +49,8 @@ FRAGMENTS = [
     " ",
     "`",
     "<",
-    "<API_RU",
-    "N_START>",
+    RUN_START[:7],  # a token cut in two
+    RUN_START[7:],
     "print(1)",
     "pip install x",
     "x = '```'",
@@ -128,13 +128,14 @@ def test_wrapped_blocks_round_trip(parts, tail):
 
 
 def test_a_token_split_across_chunks_is_found():
-    events = run_chunks(
-        ["Let me run it.\n<API_RU", "N_START>```pyt", "hon\nprint(6*7)\n```<API_RUN_S", "TOP>"], False
-    )
+    start_a, start_b, stop_a, stop_b = RUN_START[:7], RUN_START[7:], RUN_STOP[:10], RUN_STOP[10:]
+    chunks = [f"Let me run it.\n{start_a}", f"{start_b}```pyt", f"hon\nprint(6*7)\n```{stop_a}", stop_b]
+    assert len(start_b) > 1 and len(stop_b) > 1
+    events = run_chunks(chunks, False)
     blocks = [e for e in events if isinstance(e, Block)]
     assert blocks == [Block("python", "print(6*7)", block_text("python", "print(6*7)"))]
     # The partial token was held back, then handed on whole: no Text ends in the middle of a token.
-    assert all(not e.text.endswith("<API_RU") for e in events if isinstance(e, Text))
+    assert all(not e.text.endswith(start_a) for e in events if isinstance(e, Text))
 
 
 def test_text_after_a_block_comes_after_the_block_event():
@@ -358,4 +359,4 @@ def test_bad_render_style_is_a_clear_error():
 
 def test_the_four_tokens_are_distinct_and_spelled_once():
     assert len(set(SPECIAL_TOKENS)) == 4
-    assert all(t.startswith("<API_") and t.endswith(">") for t in SPECIAL_TOKENS)
+    assert all(t.startswith("<") and t.endswith(">") and " " not in t for t in SPECIAL_TOKENS)
