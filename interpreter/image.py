@@ -233,8 +233,21 @@ def build_image(
         log(f"building {target} from {base} (a few minutes: pip installs numpy, pandas, scipy, ...)")
         _run([*argv, str(context)], log, env=env)
     _tag(target, extra_tags, log)
+    _prune_old(repo, keep={target, *extra_tags}, log=log)
     log(f"built {target} in {time.monotonic() - started:.0f} s")
     return target
+
+
+def _prune_old(repo: str, keep: set[str], log: Log) -> None:
+    """Remove images of earlier Dockerfile versions (600 MB each); ones still used by a container stay."""
+    listed = subprocess.run(
+        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", repo], capture_output=True, text=True
+    )
+    for old in listed.stdout.split():
+        if old not in keep and old.startswith(f"{repo}:"):
+            done = subprocess.run(["docker", "rmi", old], capture_output=True, text=True)
+            if done.returncode == 0:
+                log(f"removed the outdated image {old}")
 
 
 def _tag(source: str, tags: list[str], log: Log) -> None:
