@@ -127,6 +127,11 @@ def _score(
     samples = read_samples(samples_path)
     if not samples:
         raise ScoringError(f"{samples_path} holds no samples")
+    for sample in samples:
+        if not isinstance(sample.get("solution"), str) and not isinstance(sample.get("completion"), str):
+            raise ScoringError(
+                f"{samples_path}: sample for {sample.get('task_id')!r} has no 'solution' string"
+            )
     present = {s.get("task_id") for s in samples}
     problems = [p for p in benchmark.problems if p.task_id in present]
     known = {p.task_id for p in benchmark.problems}

@@ -1,0 +1,105 @@
+"""`python -m evaluation score` end to end, results.json contents, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from evaluation.cli import main
+from evaluation.datasets import MBPP_PLUS_ENV
+from tests.evaluation import samples as S
+
+
+def _write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.local_sandbox
+def test_score_command_writes_results_with_dataset_version_and_verdicts(humaneval_plus, tmp_path, capsys):
+    problems = humaneval_plus.problems[:4]
+    rows = S.canonical(problems[:3]) + [
+        {"task_id": problems[3].task_id, "solution": S.raises(problems[3].entry_point)}
+    ]
+    samples = _write(tmp_path / "samples.jsonl", rows)
+    code = main(
+        [
+            "score",
+            "--benchmark",
+            "humaneval+",
+            "--samples",
+            str(samples),
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--no-progress",
+        ]
+    )
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["dataset"]["name"] == "HumanEval+" and results["dataset"]["version"] == "v0.1.10"
+    assert len(results["dataset"]["sha256"]) == 64
+    assert [s["name"] for s in results["scores"]] == ["HumanEval+ base tests", "HumanEval+"]
+    assert all(s["dataset"] == "HumanEval+ v0.1.10" and s["pass@1"] == 0.75 for s in results["scores"])
+    assert results["tasks"][problems[3].task_id]["samples"][0]["why"] == "exception"
+    assert "ValueError" in results["tasks"][problems[3].task_id]["samples"][0]["detail"]
+    assert results["verdicts"] == {"passed": 3, "exception": 1}
+    assert "scoring the 4 of 164 tasks" in out.err
+    score_lines = [line for line in out.out.splitlines() if line.startswith("HumanEval+")]
+    assert len(score_lines) == 2 and all(
+        "HumanEval+ v0.1.10" in line and "75.0" in line for line in score_lines
+    )
+
+
+def _one_line_error(args, capsys) -> str:
+    code = main(args)
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("error: ") and "\n" not in err, err
+    return err
+
+
+def test_mbpp_plus_without_data_says_where_to_get_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv(MBPP_PLUS_ENV, raising=False)
+    samples = _write(tmp_path / "s.jsonl", [{"task_id": "Mbpp/2", "solution": ""}])
+    err = _one_line_error(["score", "--benchmark", "mbpp+", "--samples", str(samples)], capsys)
+    assert (
+        "--mbpp-plus-file" in err and MBPP_PLUS_ENV in err and "github.com/evalplus/mbppplus_release" in err
+    )
+
+
+def test_bad_inputs_get_one_line_errors(tmp_path, capsys):
+    missing = tmp_path / "nope.jsonl"
+    assert "does not exist" in _one_line_error(
+        ["score", "--benchmark", "humaneval", "--samples", str(missing)], capsys
+    )
+    foreign = _write(tmp_path / "f.jsonl", [{"task_id": "Mbpp/11", "solution": "x = 1"}])
+    err = _one_line_error(["score", "--benchmark", "humaneval", "--samples", str(foreign)], capsys)
+    assert "Mbpp/11" in err and "--benchmark" in err
+    bad = _write(tmp_path / "b.jsonl", [{"task_id": "HumanEval/0"}])
+    assert "solution" in _one_line_error(["score", "--benchmark", "humaneval", "--samples", str(bad)], capsys)
+    greedy = ["run", "--benchmark", "humaneval", "--n-samples", "5", "--out", str(tmp_path / "o")]
+    assert "--temperature" in _one_line_error(greedy, capsys)
+    assert "--with-interpreter" in _one_line_error(
+        ["run", "--benchmark", "humaneval", "--compare-plain", "--out", str(tmp_path / "o")], capsys
+    )
+
+
+def test_module_entry_point_help():
+    out = subprocess.run(
+        [sys.executable, "-m", "evaluation", "run", "--help"], capture_output=True, text=True
+    )
+    assert out.returncode == 0
+    for flag in (
+        "--benchmark",
+        "--with-interpreter",
+        "--max-rounds",
+        "--n-samples",
+        "--workers",
+        "--sandbox",
+        "--limit",
+    ):
+        assert flag in out.stdout
