@@ -44,6 +44,7 @@ OutputCallback = Callable[[str, str], None]
 DEFAULT_OUTPUT_CAP_CHARS = 100_000
 # Rich outputs (images, html) beyond this many characters per execution are replaced by a note.
 RICH_OUTPUT_CAP_CHARS = 20_000_000
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 INTERRUPT_GRACE_S = 3.0
 STARTUP_TIMEOUT_S = 60.0
 # How often a waiting execute checks that the kernel process still lives.
@@ -111,6 +112,24 @@ def _autocoder_cap_output(limit, tail_limit):
             wrap("stdout", sys.stdout)
             wrap("stderr", sys.stderr)
         reset()
+
+    # ipykernel echoes everything written to fd 1/2 (subprocesses, C code) to the kernel's original
+    # stdout/stderr as well. After start-up nobody reads those: point them at /dev/null so the echo costs
+    # nothing and cannot lag behind (a lagging echo delivers a dead subprocess's output into the next cell).
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        fd = getattr(stream, "_original_stdstream_copy", None)
+        if isinstance(fd, int):
+            os.dup2(devnull, fd)
+    os.close(devnull)
+    # ipykernel interrupts its whole process group (so a running `subprocess.run` child stops too) only when
+    # the kernel leads that group; inside a jail it usually does not (bwrap's init does).
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        pass
 
     shell = get_ipython()
     if hasattr(shell, "_tee"):
@@ -382,6 +401,8 @@ class KernelSession:
             # The kernel binds a moment after it starts: retry the connect quickly.
             sock.setsockopt(zmq.RECONNECT_IVL, 10)
             sock.setsockopt(zmq.RCVHWM, 0)
+            # The kernel runs untrusted code: refuse absurd single messages instead of buffering them.
+            sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
             sock.connect(f"ipc://{self.dirs.ipc}/kernel-{port}")
             return sock
 
@@ -409,7 +430,7 @@ class KernelSession:
             now = time.monotonic()
             if now > deadline:
                 raise KernelStartError(
-                    f"kernel did not start within {self.startup_timeout_s:.0f} s; see {self.dirs.root / 'kernel.log'}"
+                    f"kernel did not start within {self.startup_timeout_s:.0f} s: {self._log_tail()}"
                 )
             if not self.process.is_alive():
                 raise KernelStartError(f"kernel exited at start: {self._log_tail()}")
@@ -460,11 +481,10 @@ class KernelSession:
         raise KernelStartError(f"kernel did not finish its setup within {self.startup_timeout_s:.0f} s")
 
     def _log_tail(self) -> str:
-        try:
-            text = (self.dirs.root / "kernel.log").read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return "no kernel log"
-        return text[-1] if text else "no output"
+        """The kernel process's last line of its own output, when the sandbox keeps it."""
+        log_tail = getattr(self.process, "log_tail", None)
+        lines = log_tail().strip().splitlines() if callable(log_tail) else []
+        return lines[-1] if lines else "the kernel wrote nothing"
 
     def _recv(self, sock) -> dict | None:
         """One message, or None when none is waiting or it cannot be parsed (never raises on bad data)."""
@@ -600,6 +620,9 @@ class KernelSession:
                         run.reply = message["content"]
                         reply_at = time.monotonic()
         if interrupted_at is not None:
+            # Subprocesses killed by the interrupt leave output in the kernel's pipes; collect it here, while
+            # it is still attributed to this execution, instead of letting it spill into the next one.
+            self._settle(run)
             return run.result(
                 STATUS_TIMEOUT,
                 started,
@@ -614,6 +637,16 @@ class KernelSession:
         if (run.reply or {}).get("status") == "aborted":
             return run.result(STATUS_ERROR, started, message="execution aborted by the kernel")
         return run.result(STATUS_OK, started)
+
+    def _settle(self, run: _Execution, quiet_s: float = 0.2, max_s: float = 2.0) -> None:
+        """Keep reading this execution's output until none arrived for `quiet_s` (at most `max_s`)."""
+        iopub = self._sockets["iopub"]
+        end = time.monotonic() + max_s
+        while time.monotonic() < end:
+            if not iopub.poll(int(quiet_s * 1000)):
+                return
+            while (message := self._recv(iopub)) is not None:
+                self._handle_iopub(run, message)
 
     def _handle_iopub(self, run: _Execution, message: dict) -> None:
         if message["parent_header"].get("msg_id") != run.msg_id:

@@ -156,12 +156,49 @@ def _spawn(func):
     return _spawner.call(func)
 
 
+class LogTail:
+    """A pipe for a kernel's own stdout/stderr that keeps only the last few KB, for start-up diagnostics.
+
+    Why not a file: ipykernel echoes everything written to fd 1/2 (subprocess and C-level output) to its
+    original stdout/stderr too, so a file would grow with every flood the cell produces.
+    """
+
+    KEEP_BYTES = 16 * 1024
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        self._tail = bytearray()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._drain, name="kernel-log", daemon=True)
+
+    def start(self) -> None:
+        """Call after the child got `write_fd`: closes our copy so the reader sees EOF when the child ends."""
+        os.close(self.write_fd)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        try:
+            while data := os.read(self.read_fd, 65536):
+                with self._lock:
+                    self._tail += data
+                    del self._tail[: max(0, len(self._tail) - self.KEEP_BYTES)]
+        except OSError:
+            pass
+        finally:
+            os.close(self.read_fd)
+
+    def text(self) -> str:
+        with self._lock:
+            return self._tail.decode("utf-8", errors="replace")
+
+
 @dataclass
 class _Jail:
-    """One started jail: the host process (bubblewrap) and its cgroups."""
+    """One started jail: the host process (bubblewrap), its cgroups and, for kernels, its log tail."""
 
     popen: subprocess.Popen
     groups: cgroups.CgroupSet
+    log: LogTail | None = None
 
     def kill(self) -> None:
         _killpg_quiet(self.popen)
@@ -192,6 +229,10 @@ class LocalKernelProcess(KernelProcess):
 
     def returncode(self) -> int | None:
         return self._jail.popen.poll()
+
+    def log_tail(self) -> str:
+        """The last lines the kernel process itself wrote (start-up errors)."""
+        return self._jail.log.text() if self._jail.log is not None else ""
 
     def kill(self) -> None:
         if not self._killed:
@@ -477,7 +518,7 @@ class LocalSandbox(Sandbox):
         self, dirs: SessionDirs, connection_file_name: str, env: dict[str, str]
     ) -> KernelProcess:
         argv = kernel_argv(inner_python(), f"{INNER_IPC_DIR}/{connection_file_name}")
-        log = open(dirs.root / "kernel.log", "ab")  # noqa: SIM115 - handed to the child
+        log = LogTail()
         try:
             jail = self._start(
                 argv,
@@ -486,13 +527,14 @@ class LocalSandbox(Sandbox):
                 pkgs_writable=False,
                 env=env,
                 stdin=subprocess.DEVNULL,
-                stdout=log.fileno(),
-                stderr=log.fileno(),
+                stdout=log.write_fd,
+                stderr=log.write_fd,
                 suffix=f"{dirs.root.name}-k{uuid.uuid4().hex[:6]}",
                 long_lived=True,
             )
         finally:
-            log.close()
+            log.start()
+        jail.log = log
         return LocalKernelProcess(jail)
 
     def run_command(

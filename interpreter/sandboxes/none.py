@@ -37,6 +37,7 @@ from interpreter.sandboxes.base import (
 )
 from interpreter.sandboxes.cgroups import CgroupSet
 from interpreter.sandboxes.local import (
+    LogTail,
     _ancestors,
     _collect,
     _Jail,
@@ -116,6 +117,9 @@ class NoneKernelProcess(KernelProcess):
     def kill(self) -> None:
         self._jail.kill()
 
+    def log_tail(self) -> str:
+        return self._jail.log.text() if self._jail.log is not None else ""
+
 
 @dataclass
 class NoneSandbox(Sandbox):
@@ -187,7 +191,7 @@ class NoneSandbox(Sandbox):
         path.write_text(json.dumps(info))
         groups = self._groups(dirs.root.name)
         argv = self._prefix(groups) + kernel_argv(sys.executable, str(path))
-        log = open(dirs.root / "kernel.log", "ab")  # noqa: SIM115 - handed to the child
+        log = LogTail()
         try:
             popen = _spawn(
                 lambda: subprocess.Popen(
@@ -195,14 +199,14 @@ class NoneSandbox(Sandbox):
                     cwd=dirs.work,
                     env=self._env(dirs, env),
                     stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
+                    stdout=log.write_fd,
+                    stderr=log.write_fd,
                     start_new_session=True,
                 )
             )
         finally:
-            log.close()
-        return NoneKernelProcess(_Jail(popen=popen, groups=groups))
+            log.start()
+        return NoneKernelProcess(_Jail(popen=popen, groups=groups, log=log))
 
     def run_command(
         self,

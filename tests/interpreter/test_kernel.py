@@ -269,3 +269,12 @@ def test_closing_while_code_runs_returns_promptly(fresh_local):
     assert time.monotonic() - started < 5
     assert result.status == STATUS_ERROR and "closed" in result.message
     assert fresh_local.run("print(1)").status == STATUS_ERROR  # closed sessions refuse, clearly
+
+
+def test_timeout_also_stops_the_cells_subprocesses_and_nothing_spills_over(local_session):
+    result = local_session.run("import subprocess\nsubprocess.run(['sh', '-c', 'yes'])", timeout_s=2)
+    assert result.status == STATUS_TIMEOUT
+    code = "import os\nprint(sorted(open(f'/proc/{p}/comm').read().strip() for p in os.listdir('/proc') if p.isdigit()))"
+    after = local_session.run(code)
+    assert "yes" not in after.stdout and "'sh'" not in after.stdout, after.stdout
+    assert after.dropped_chars == 0 and after.stdout.count("\n") == 1
