@@ -114,15 +114,23 @@ def _check_args(args: argparse.Namespace) -> None:
             raise ValueError("--max-rounds must be >= 0")
 
 
-def _benchmark(args: argparse.Namespace) -> Benchmark:
+def _benchmark(args: argparse.Namespace) -> tuple[Benchmark, set[str]]:
+    """The benchmark cut to --limit, and the task ids of the whole benchmark."""
     benchmark = load_benchmark(args.benchmark, mbpp_plus_file=args.mbpp_plus_file)
+    all_ids = {p.task_id for p in benchmark.problems}
     if args.limit is not None:
         benchmark.problems = benchmark.problems[: args.limit]
-    return benchmark
+    return benchmark, all_ids
 
 
 def _score(
-    args, benchmark: Benchmark, samples_path: Path, sandbox, out_dir: Path, generation: dict | None
+    args,
+    benchmark: Benchmark,
+    all_ids: set[str],
+    samples_path: Path,
+    sandbox,
+    out_dir: Path,
+    generation: dict | None,
 ) -> dict:
     samples = read_samples(samples_path)
     if not samples:
@@ -133,14 +141,15 @@ def _score(
                 f"{samples_path}: sample for {sample.get('task_id')!r} has no 'solution' string"
             )
     present = {s.get("task_id") for s in samples}
-    problems = [p for p in benchmark.problems if p.task_id in present]
-    known = {p.task_id for p in benchmark.problems}
-    unknown = sorted(t for t in present if t not in known)
+    unknown = sorted(str(t) for t in present if t not in all_ids)
     if unknown:
         raise ScoringError(
             f"{samples_path}: {len(unknown)} task ids are not in {benchmark.info.label} (e.g. {unknown[0]!r}); "
-            "check --benchmark (and --limit)"
+            "check --benchmark"
         )
+    problems = [p for p in benchmark.problems if p.task_id in present]
+    chosen = {p.task_id for p in problems}
+    samples = [s for s in samples if s["task_id"] in chosen]  # --limit drops the later tasks' samples
     if len(problems) < len(benchmark.problems):
         print(
             f"note: scoring the {len(problems)} of {len(benchmark.problems)} tasks that have samples",
@@ -176,7 +185,7 @@ def _load_backend(args: argparse.Namespace):
 
 
 def _run(args: argparse.Namespace) -> int:
-    benchmark = _benchmark(args)
+    benchmark, all_ids = _benchmark(args)
     sandbox = make_eval_sandbox(args.sandbox)
     backend = _load_backend(args)
     if getattr(backend, "notice", ""):
@@ -203,7 +212,9 @@ def _run(args: argparse.Namespace) -> int:
                 backend, benchmark.problems, out_dir, config, sandbox=sandbox, progress=not args.no_progress
             )
             generation = {**model_info, **config.to_json()}
-            documents[with_interpreter] = _score(args, benchmark, samples_path, sandbox, out_dir, generation)
+            documents[with_interpreter] = _score(
+                args, benchmark, all_ids, samples_path, sandbox, out_dir, generation
+            )
     finally:
         backend.close()
     if len(documents) == 2:
@@ -227,9 +238,9 @@ def _run(args: argparse.Namespace) -> int:
 def _score_command(args: argparse.Namespace) -> int:
     if not args.samples.is_file():
         raise ScoringError(f"samples file {args.samples} does not exist")
-    benchmark = _benchmark(args)
+    benchmark, all_ids = _benchmark(args)
     sandbox = make_eval_sandbox(args.sandbox)
-    _score(args, benchmark, args.samples, sandbox, args.out or args.samples.parent, None)
+    _score(args, benchmark, all_ids, args.samples, sandbox, args.out or args.samples.parent, None)
     return 0
 
 

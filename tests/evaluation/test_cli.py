@@ -103,3 +103,15 @@ def test_module_entry_point_help():
         "--limit",
     ):
         assert flag in out.stdout
+
+
+@pytest.mark.local_sandbox
+def test_score_limit_scores_the_first_k_tasks_of_a_bigger_samples_file(humaneval, tmp_path, capsys):
+    samples = _write(tmp_path / "samples.jsonl", S.canonical(humaneval.problems[:5]))
+    args = ["score", "--benchmark", "humaneval", "--samples", str(samples), "--limit", "2", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c")]) == 0, (
+        capsys.readouterr().err
+    )
+    results = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert list(results["tasks"]) == ["HumanEval/0", "HumanEval/1"]
+    assert results["scores"][0]["pass@1"] == 1.0
