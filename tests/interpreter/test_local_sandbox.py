@@ -61,7 +61,7 @@ def test_run_command_times_out_and_kills_the_command(dirs):
 def test_run_command_reports_memory_exceeded(dirs):
     sandbox = sandbox_or_skip("local", Limits(memory_mb=128))
     code = "x = b'x' * (1024 ** 3)"
-    result = sandbox.run_command([sys.executable and "python", "-c", code], dirs, timeout_s=30)
+    result = sandbox.run_command(["python", "-c", code], dirs, timeout_s=30)
     assert result.returncode != 0
     assert result.memory_exceeded or "MemoryError" in result.stderr
 
@@ -151,10 +151,9 @@ def test_kernels_die_with_a_killed_host_process_and_orphans_are_cleaned():
     if cgroups.controllers().memory is not None:
         assert leftovers, "premise: the killed run left a cgroup behind"
     # A new session in the same base folder removes the dead run's folder.
-    Session._stale_checked_reset = True
     from interpreter import session as session_module
 
-    session_module._stale_checked.clear()
+    session_module._stale_checked.clear()  # this process already checked the base folder once
     fresh = Session(LocalSandbox(), base_dir=Path(root).parent)
     try:
         assert not Path(root).exists()
