@@ -194,3 +194,23 @@ def test_rlimits_alone_still_contain_memory_where_no_cgroup_is_writable(monkeypa
         result = session.run("hog = b'x' * (3 * 1024 ** 3)")
         assert result.status == "memory_limit", result
         assert session.run("print('still fine')").stdout == "still fine\n"
+
+
+def test_auto_falls_back_to_local_and_refuses_in_one_line_when_nothing_runs(monkeypatch):
+    from interpreter.sandboxes import select
+
+    def no_docker(limits):
+        raise SandboxUnavailable("docker: the Docker daemon does not answer; start it")
+
+    monkeypatch.setattr(select, "_docker", no_docker)
+    assert make_sandbox("auto").name == "local"
+
+    def no_local(limits):
+        raise SandboxUnavailable("local sandbox needs bubblewrap: install it")
+
+    monkeypatch.setattr(select, "_local", no_local)
+    with pytest.raises(SandboxUnavailable) as caught:
+        make_sandbox("auto")
+    message = str(caught.value)
+    assert "\n" not in message and "docker" in message and "bubblewrap" in message
+    assert "--sandbox none" in message  # how to run anyway, explicitly
