@@ -214,12 +214,33 @@ class CgroupSet:
         self.paths.clear()
 
 
+def _our_groups(mount: Path, max_depth: int = 3) -> list[Path]:
+    """Groups named by us anywhere in the top levels of a hierarchy (a crashed run may have lived in
+    another cgroup than this process, e.g. a container runtime's per-command group)."""
+    found: list[Path] = []
+    level = [mount]
+    for _ in range(max_depth):
+        below: list[Path] = []
+        for parent in level:
+            with contextlib.suppress(OSError):
+                for child in parent.iterdir():
+                    if not child.is_dir():
+                        continue
+                    (found if child.name.startswith(GROUP_PREFIX + "-") else below).append(child)
+        level = below
+    return found
+
+
 def cleanup_orphan_groups() -> int:
     """Kill and remove groups made by processes of ours that no longer run; return how many."""
     found = controllers()
+    mounts = set()
+    for base in (found.memory, found.pids, found.cpu):
+        if base is not None:
+            mounts.add(CGROUP_ROOT if found.v2 else CGROUP_ROOT / base.relative_to(CGROUP_ROOT).parts[0])
     removed = 0
-    for base in {p for p in (found.memory, found.pids, found.cpu) if p is not None}:
-        for path in base.glob(f"{GROUP_PREFIX}-*"):
+    for mount in mounts:
+        for path in _our_groups(mount):
             parts = path.name.split("-")
             if len(parts) < 3 or not parts[1].isdigit() or int(parts[1]) == os.getpid():
                 continue
