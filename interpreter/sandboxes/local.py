@@ -3,7 +3,8 @@
 What the code inside sees and may do:
 - runs as uid/gid 65534 (nobody), no capabilities, no_new_privs, in its own pid, ipc, uts, mount and network
   namespaces. The network namespace has only a loopback device, so DNS, the host's loopback services and
-  IPv6 are all unreachable (the package installer alone asks for `network=True`);
+  IPv6 are all unreachable. Only the package installer asks for `network=True`, which shares the host's
+  network (and its resolver files); restricting that to the package index is the installer's job;
 - a new root holding only read-only /usr (and the /bin, /lib... links), the Python installation and venv the
   host runs (the venv appears at /opt/venv), a few harmless files from /etc (dynamic-linker cache,
   certificates, timezone, fonts) and a two-line /etc/passwd; fresh /proc, minimal /dev, private /tmp
@@ -19,7 +20,8 @@ What the code inside sees and may do:
 How it is started: as root (this project's usual case) bubblewrap runs as root, which lets it bind the
 Python installation even when it lives under /root (mode 0700, unreadable to nobody), and the command then
 drops to 65534 with setpriv inside the jail, clearing every capability set. As any other user, bubblewrap
-runs unprivileged with a user namespace. Where bubblewrap is missing, `unshare` + `setpriv` build the
+runs unprivileged in a user namespace (code then runs as that user's own uid, which is not root), and
+memory is limited by RLIMIT_AS because unprivileged users rarely own a cgroup. Where bubblewrap is missing, `unshare` + `setpriv` build the
 same namespaces (a thinner jail: the host's filesystem stays visible read-only except the hidden paths).
 
 What it deliberately does not cover: a seccomp filter (the kernel's syscall surface is the host's), disk
