@@ -25,10 +25,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from app.view import Turn
+from app.view import NotePart, TextPart, Turn
 from interpreter.loop import Done, ErrorEvent
 
 log = logging.getLogger("app")
+
+# Chats (their text, not their kernels) are forgotten after this long without use.
+FORGET_AFTER_S = 24 * 3600
 
 # A finished worker puts this on its queue after its last event.
 _END = object()
@@ -94,6 +97,7 @@ class Chat:
         self.approval: Approval | None = None
         self.last_used = time.monotonic()
         self.closed = False
+        self.kernel_note = ""  # said once in the next turn after an idle kernel was shut down
 
     def _initial_dialogue(self) -> list[dict]:
         return [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
@@ -124,6 +128,19 @@ class Chat:
             if self._kernel is not None:
                 self._kernel.restart()
 
+    def shutdown_kernel(self, why: str) -> bool:
+        """Close the kernel (its folders go too) but keep the conversation; the next message starts a new
+        kernel and the chat says that state and files were lost. Returns whether a kernel was running."""
+        with self._kernel_lock:
+            if self.running:  # a message arrived after the reaper looked: keep the kernel
+                return False
+            kernel, self._kernel = self._kernel, None
+        if kernel is None:
+            return False
+        self.kernel_note = f"The previous kernel was shut down ({why}): variables and workdir files are gone."
+        _close_quietly(kernel, self.chat_id)
+        return True
+
     def close(self) -> None:
         self.cancel.set()
         if self.approval is not None:
@@ -132,10 +149,7 @@ class Chat:
             self.closed = True
             kernel, self._kernel = self._kernel, None
         if kernel is not None:
-            try:
-                kernel.close()
-            except Exception as exc:  # a dying sandbox must not keep the others from closing
-                log.warning("chat %s: closing its kernel failed: %s", self.chat_id, exc)
+            _close_quietly(kernel, self.chat_id)
         log.info("chat %s: closed", self.chat_id)
 
     # ------------------------------------------------------------------------------------------ turns
@@ -168,6 +182,9 @@ class Chat:
         self.cancel = threading.Event()
         self.touch()
         turn = Turn(user=message, dialogue_start=len(self.dialogue))
+        if self.kernel_note:
+            turn.parts.append(NotePart(self.kernel_note))
+            self.kernel_note = ""
         self.turns.append(turn)
         dialogue = [*self.dialogue, {"role": "user", "content": message}]
         events: queue.Queue = queue.Queue()
@@ -217,8 +234,6 @@ class Chat:
     @staticmethod
     def _partial_reply(turn: Turn) -> list[dict]:
         """Without the loop's final dialogue (it failed), keep at least what the model said."""
-        from app.view import TextPart
-
         text = "".join(part.raw for part in turn.parts if isinstance(part, TextPart))
         return [{"role": "assistant", "content": text}] if text else []
 
@@ -247,6 +262,13 @@ class Chat:
             events.put(ErrorEvent(f"{type(exc).__name__}: {exc}".splitlines()[0]))
         finally:
             events.put(_END)
+
+
+def _close_quietly(kernel: Any, chat_id: str) -> None:
+    try:
+        kernel.close()
+    except Exception as exc:  # a dying sandbox must not keep the others from closing
+        log.warning("chat %s: closing its kernel failed: %s", chat_id, exc)
 
 
 class _Skipped:
@@ -303,18 +325,24 @@ class ChatSessions:
             chat.close()
 
     def reap_idle(self, now: float | None = None) -> int:
-        """Close chats unused for longer than the idle timeout (never one that is answering)."""
+        """Shut down the kernels of chats unused for longer than the idle timeout (never one that is
+        answering); forget chats idle for a day (API clients never send an unload). Returns kernels shut."""
         now = time.monotonic() if now is None else now
         with self._lock:
             idle = [
-                key
-                for key, chat in self._chats.items()
-                if not chat.running and now - chat.last_used > self.idle_timeout_s
+                c for c in self._chats.values() if not c.running and now - c.last_used > self.idle_timeout_s
             ]
-        for key in idle:
-            log.info("closing idle chat %s", key)
+            stale = [
+                k for k, c in self._chats.items() if not c.running and now - c.last_used > FORGET_AFTER_S
+            ]
+        reaped = 0
+        for chat in idle:
+            if chat.shutdown_kernel(f"idle for more than {self.idle_timeout_s:g} s"):
+                log.info("chat %s: kernel shut down after being idle", chat.chat_id)
+                reaped += 1
+        for key in stale:
             self.close(key)
-        return len(idle)
+        return reaped
 
     def start_reaper(self) -> None:
         interval = max(0.5, min(60.0, self.idle_timeout_s / 4))

@@ -13,11 +13,11 @@ import sys
 from dataclasses import dataclass
 
 from interpreter.sandboxes.select import SANDBOX_NAMES
+from llm.hf_loading import DTYPE_CHOICES, QUANTIZE_CHOICES
+from llm.models import DEFAULT_MODEL
+from llm.select import BACKEND_NAMES
 
 EXECUTION_MODES = ("auto", "always", "ask")
-BACKENDS = ("hf", "openai")
-QUANTIZE = ("auto", "none", "4bit", "8bit")
-DTYPES = ("auto", "bfloat16", "float16", "float32")
 RENDER_STYLES = ("demo", "tokens")
 
 DEFAULT_HOST = "127.0.0.1"  # local only: nothing leaves the machine unless the user asks
@@ -61,6 +61,16 @@ def _positive_int(name: str):
     return parse
 
 
+def _non_negative_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants a whole number, got {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"wants 0 or more, got {number}")
+    return number
+
+
 def _port(value: str) -> int:
     try:
         port = int(value)
@@ -81,15 +91,6 @@ def _seconds(value: str) -> float:
     return seconds
 
 
-def default_model() -> str:
-    """The default model id lives in `llm` (one place for that fact); this only reads it."""
-    try:
-        from llm import DEFAULT_MODEL  # type: ignore[attr-defined]
-    except ImportError:
-        return "Bin12345/AutoCoder_S_6.7B"
-    return DEFAULT_MODEL
-
-
 def build_parser() -> OneLineParser:
     parser = OneLineParser(
         prog="python -m app",
@@ -99,22 +100,22 @@ def build_parser() -> OneLineParser:
     model.add_argument(
         "--model",
         default=None,
-        help=f"hub id or local folder of the model (default: {default_model()}; where no GPU or hub is "
+        help=f"hub id or local folder of the model (default: {DEFAULT_MODEL}; where no GPU or hub is "
         "available, a small stand-in model is used and the UI says so)",
     )
     model.add_argument(
         "--backend",
-        choices=BACKENDS,
+        choices=BACKEND_NAMES,
         default="hf",
         help="hf: transformers in this process; openai: any OpenAI-compatible server (see --base-url)",
     )
     model.add_argument(
         "--quantize",
-        choices=QUANTIZE,
+        choices=QUANTIZE_CHOICES,
         default="auto",
         help="hf backend: 4bit/8bit through bitsandbytes; auto picks 4bit when the GPU is too small for bf16",
     )
-    model.add_argument("--dtype", choices=DTYPES, default="auto", help="hf backend: weights' dtype")
+    model.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto", help="hf backend: weights' dtype")
     model.add_argument(
         "--base-url", default=None, help="openai backend: server URL, e.g. http://localhost:8000/v1"
     )
@@ -122,6 +123,15 @@ def build_parser() -> OneLineParser:
         "--api-key",
         default=None,
         help="openai backend: API key (default: the OPENAI_API_KEY environment variable)",
+    )
+    model.add_argument(
+        "--completions",
+        action="store_true",
+        help="openai backend: use the raw /v1/completions endpoint (prompt rendered with --tokenizer's chat "
+        "template) for servers whose chat endpoint strips the execution tokens",
+    )
+    model.add_argument(
+        "--tokenizer", default=None, help="openai backend with --completions: tokenizer folder or hub id"
     )
     model.add_argument(
         "--system-prompt", default=None, help="system prompt put at the start of every chat (default: none)"
@@ -160,6 +170,13 @@ def build_parser() -> OneLineParser:
         type=_seconds,
         default=None,
         help="seconds one execution may run (default: the kernel's)",
+    )
+
+    interp.add_argument(
+        "--warm-kernels",
+        type=_non_negative_int,
+        default=1,
+        help="kernels kept booted in the background so a new chat starts at once (default 1; 0: none)",
     )
 
     server = parser.add_argument_group("server")
@@ -201,8 +218,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.backend == "openai" and not args.base_url and not os.environ.get("OPENAI_BASE_URL"):
         parser.error("--backend openai needs --base-url URL (or OPENAI_BASE_URL)")
-    if args.backend != "openai" and (args.base_url or args.api_key):
-        parser.error("--base-url/--api-key only apply to --backend openai")
+    if args.backend != "openai" and (args.base_url or args.api_key or args.completions or args.tokenizer):
+        parser.error("--base-url/--api-key/--completions/--tokenizer only apply to --backend openai")
+    if args.completions and not args.tokenizer:
+        parser.error(
+            "--completions needs --tokenizer (a folder or hub id whose chat template renders the prompt)"
+        )
     if args.api_key is None:
         args.api_key = os.environ.get("OPENAI_API_KEY")
     return args

@@ -49,23 +49,29 @@ def load_backend(args: argparse.Namespace) -> Any:
         dtype=args.dtype,
         base_url=args.base_url,
         api_key=args.api_key,
+        tokenizer=args.tokenizer,
+        completions=args.completions,
     )
 
 
-def make_kernel_starter(args: argparse.Namespace) -> tuple[Any, Any]:
-    """(start_kernel, sandbox): a function that starts one session's kernel in the chosen sandbox."""
+def make_kernel_starter(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """(start_kernel, sandbox, pool): start_kernel hands out one started session of the chosen sandbox.
+
+    A warm pool keeps `--warm-kernels` sessions booted in the background, so a new chat's first
+    execution does not wait for a kernel; each session still belongs to one chat only.
+    """
+    from interpreter.pool import SessionPool
     from interpreter.sandboxes.base import Limits
     from interpreter.sandboxes.select import make_sandbox
     from interpreter.session import Session
 
     sandbox = make_sandbox(args.sandbox, Limits())
+    pool = SessionPool(lambda: Session(sandbox), size=args.warm_kernels)
 
     def start_kernel() -> Any:
-        session = Session(sandbox)
-        session.start()
-        return session
+        return pool.acquire(wait_s=60.0)
 
-    return start_kernel, sandbox
+    return start_kernel, sandbox, pool
 
 
 def make_loop_runner(backend: Any, args: argparse.Namespace) -> LoopRunner:
@@ -99,7 +105,7 @@ def build_context(args: argparse.Namespace, backend: Any = None):
     notice = getattr(backend, "notice", "") or ""
     if notice:
         log.warning("%s", notice)
-    start_kernel, sandbox = make_kernel_starter(args)
+    start_kernel, sandbox, pool = make_kernel_starter(args)
     chats = ChatSessions(start_kernel, system_prompt=args.system_prompt, idle_timeout_s=args.idle_timeout)
     scratch = Path(tempfile.mkdtemp(prefix="autocoder-app-"))
     return AppContext(
@@ -111,6 +117,7 @@ def build_context(args: argparse.Namespace, backend: Any = None):
         backend_name=getattr(backend, "name", args.backend),
         notice=notice,
         sandbox_name=getattr(sandbox, "name", args.sandbox),
+        pool=pool,
     ), backend
 
 
@@ -159,6 +166,7 @@ def serve(args: argparse.Namespace) -> None:
 
     def shutdown() -> None:
         ctx.chats.close_all()
+        ctx.pool.close()
         shutil.rmtree(ctx.scratch, ignore_errors=True)
         close = getattr(backend, "close", None)
         if close is not None:

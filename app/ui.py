@@ -62,6 +62,7 @@ class AppContext:
     backend_name: str = ""
     notice: str = ""
     sandbox_name: str = ""
+    pool: Any = None  # interpreter.pool.SessionPool that start_kernel draws from (closed at exit)
 
     @property
     def images(self) -> ImageStore:
@@ -114,7 +115,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             f"## AutoCoder\nThe model writes code and runs it in a sandboxed kernel of its own "
             f"(`{ctx.sandbox_name}` sandbox). Model: `{ctx.model_name}`."
         )
-        gr.Markdown(f"⚠️ {ctx.notice}", elem_id="notice", visible=bool(ctx.notice))
+        gr.Markdown(f"⚠ {ctx.notice}", elem_id="notice", visible=bool(ctx.notice))
         with gr.Row():
             with gr.Column(scale=4):
                 chatbot = gr.Chatbot(
@@ -140,7 +141,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                 with gr.Row():
                     retry = gr.Button("↻ Retry", elem_id="retry", size="sm")
                     undo = gr.Button("↶ Undo", elem_id="undo", size="sm")
-                    clear = gr.Button("🗑 Clear (fresh kernel)", elem_id="clear", size="sm")
+                    clear = gr.Button("Clear (fresh kernel)", elem_id="clear", size="sm")
                 with gr.Group(visible=False, elem_id="approval") as approval_box:
                     gr.Markdown(
                         "**The model wants to run this code.** Edit it if you like, then Run or Skip."
@@ -312,6 +313,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         stop.click(on_stop, None, None, concurrency_limit=None, **private)
         undo.click(on_undo, None, [chatbot, prompt], **private)
         clear.click(on_clear, None, [chatbot, approval_box, export_file], **private)
+        chatbot.clear(on_clear, None, [chatbot, approval_box, export_file], **private)
         run_code.click(on_approve, approval_code, approval_box, concurrency_limit=None, **private)
         skip_code.click(on_skip, None, approval_box, concurrency_limit=None, **private)
         upload.upload(on_upload, upload, [upload, workdir_files], **private)

@@ -268,25 +268,25 @@ def images_of(result: ExecutionResult | None) -> list[tuple[str, str]]:
 def _exec_title(part: ExecPart) -> str:
     lang = part.language
     if part.state == "asking":
-        return f"❓ Run this {lang} code? (approve or edit it below the chat)"
+        return f"? Run this {lang} code? (Run, edit or Skip it below the chat)"
     if part.state == "skipped":
-        return f"⏭ {lang}: not run"
+        return f"– {lang}: not run"
     if part.state == "running" or part.result is None:
-        return f"⏳ Running {lang}…"
+        return f"▶ Running {lang}…"
     result = part.result
     if result.status == STATUS_OK:
-        return f"✅ Ran {lang}"
+        return f"✓ Ran {lang}"
     if result.status == STATUS_ERROR:
         name = result.error.name if result.error else "error"
         if name == "KeyboardInterrupt":
-            return f"⏹ {lang}: interrupted"
-        return f"❌ {lang}: {name}"
+            return f"■ {lang}: interrupted"
+        return f"✗ {lang}: {name}"
     if result.status == STATUS_TIMEOUT:
-        return f"⏱ {lang}: timed out"
+        return f"✗ {lang}: timed out"
     if result.status == STATUS_MEMORY:
-        return f"💥 {lang}: memory limit"
+        return f"✗ {lang}: memory limit exceeded"
     if result.status == STATUS_CRASHED:
-        return f"💥 {lang}: kernel crashed"
+        return f"✗ {lang}: kernel crashed"
     return f"{lang}: {result.status}"
 
 
@@ -315,7 +315,7 @@ def exec_body(part: ExecPart) -> str:
         if result.dropped_chars:
             sections.append(f"_{result.dropped_chars} characters of output were dropped by the kernel's cap_")
         if result.state_lost:
-            sections.append("⚠️ **The kernel was restarted: variables and imports are gone.**")
+            sections.append("⚠ **The kernel was restarted: variables and imports are gone.**")
         if result.message:
             sections.append(f"_{result.message}_")
     return "\n\n".join(sections)
@@ -349,7 +349,7 @@ def render_turn(turn: Turn, images: ImageStore) -> list[dict]:
                         {
                             "role": "assistant",
                             "content": fenced(code, language),
-                            "metadata": {"title": f"✍️ Writing {language}…", "status": "pending"},
+                            "metadata": {"title": f"✎ Writing {language}…", "status": "pending"},
                         }
                     )
         elif isinstance(part, ExecPart):
@@ -357,7 +357,7 @@ def render_turn(turn: Turn, images: ImageStore) -> list[dict]:
             for mime, data in images_of(part.result):
                 messages.append({"role": "assistant", "content": {"path": str(images.path_for(mime, data))}})
         elif isinstance(part, NotePart):
-            prefix = {"error": "⚠️ **Error:** ", "stopped": "⏹ _", "notice": "ℹ️ _"}[part.kind]
+            prefix = {"error": "⚠ **Error:** ", "stopped": "■ _", "notice": "_Note: "}[part.kind]
             suffix = "_" if part.kind in ("stopped", "notice") else ""
             messages.append({"role": "assistant", "content": f"{prefix}{part.text}{suffix}"})
     return messages

@@ -19,7 +19,11 @@ from app.cli import DEFAULT_HOST, parse_args
         (["--execution-mode", "yolo"], "invalid choice: 'yolo'"),
         (["--max-rounds", "0"], "--max-rounds must be at least 1"),
         (["--backend", "openai"], "--backend openai needs --base-url"),
-        (["--base-url", "http://x"], "--base-url/--api-key only apply to --backend openai"),
+        (["--base-url", "http://x"], "only apply to --backend openai"),
+        (
+            ["--backend", "openai", "--base-url", "http://x", "--completions"],
+            "--completions needs --tokenizer",
+        ),
         (["--idle-timeout", "-1"], "positive number of seconds"),
         (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     ],

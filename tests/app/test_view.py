@@ -79,7 +79,7 @@ def test_code_being_written_shows_as_pending_draft_then_as_execution(tmp_path):
     turn.apply(Done([], "end_of_turn"))
     messages = render_turn(turn, ImageStore(tmp_path))
     finished = messages[2]
-    assert finished["metadata"] == {"title": "✅ Ran python", "status": "done", "duration": 0.25}
+    assert finished["metadata"] == {"title": "✓ Ran python", "status": "done", "duration": 0.25}
     assert messages[-1]["content"] == "The answer is 42."
 
 
@@ -116,9 +116,9 @@ def test_errors_images_and_interrupts_are_rendered(tmp_path):
     assert len(images) == 1 and images[0]["content"]["path"].endswith(".png")
     assert base64.b64decode(png) == Path(images[0]["content"]["path"]).read_bytes()
     titles = [m.get("metadata", {}).get("title") for m in messages]
-    assert "❌ python: ZeroDivisionError" in titles and "⏹ python: interrupted" in titles
+    assert "✗ python: ZeroDivisionError" in titles and "■ python: interrupted" in titles
     assert any("division by zero" in m["content"] for m in messages if isinstance(m["content"], str))
-    assert messages[-1]["content"] == "⏹ _stopped_"
+    assert messages[-1]["content"] == "■ _stopped_"
     # Rendering again writes no second copy of the image.
     render_turn(turn, ImageStore(tmp_path))
     assert len(list(tmp_path.iterdir())) == 1
