@@ -389,13 +389,13 @@ def _judge_program(part: ProgramTests, frames: list[tuple], result: CommandResul
     status, detail, line = frame[2], str(frame[3]), frame[5]
     if status == "ok":
         return PartVerdict(True, PASSED, "", 1)
+    if status == "timeout":
+        detail = f"time limit exceeded in test program {part.name!r}"
     lines = part.code.splitlines()
     if type(line) is int and 0 < line <= len(lines):
         detail = f"{detail} at test line {line}: {lines[line - 1].strip()[:200]}"
     if status == "timeout":
-        return PartVerdict(
-            False, TIMEOUT, f"time limit exceeded in test program {part.name!r} ({detail.strip()})"
-        )
+        return PartVerdict(False, TIMEOUT, detail)
     if status == "wrong_answer":
         return PartVerdict(False, WRONG_ANSWER, detail)
     return PartVerdict(False, EXCEPTION, detail)

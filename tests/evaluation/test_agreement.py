@@ -59,14 +59,12 @@ def run_evalplus(dataset: str, samples: list[dict], workdir: Path, env_var: str,
     require(_evalplus_available(), "evalplus is not installed (pip install -r requirements-dev.txt)")
     path = workdir / f"{dataset}-samples.jsonl"
     path.write_text("".join(json.dumps(s) + "\n" for s in samples))
-    env = dict(os.environ, **{env_var: str(data_file)}, XDG_CACHE_HOME=str(workdir / "cache"))
-    proc = subprocess.run(
-        [sys.executable, "-c", EVALPLUS_SCRIPT, dataset, str(path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
+    # Its 4 GiB address-space cap counts the forked parent's reference outputs too (HumanEval/15 and /130
+    # hold hundreds of MB): lifted, as our sandbox caps real memory (cgroup) instead.
+    env = dict(os.environ, XDG_CACHE_HOME=str(workdir / "cache"), EVALPLUS_MAX_MEMORY_BYTES="-1")
+    env[env_var] = str(data_file)
+    argv = [sys.executable, "-c", EVALPLUS_SCRIPT, dataset, str(path), str(LIMITS.min_s), str(LIMITS.factor)]
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((workdir / f"{dataset}-samples_eval_results.json").read_text())
     verdicts = {}
