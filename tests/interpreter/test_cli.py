@@ -91,3 +91,14 @@ def test_parser_has_exec_and_image_commands():
     args = parser.parse_args(["exec", "--sandbox", "none", "--timeout", "5", "--memory-mb", "300", "--json"])
     assert (args.sandbox, args.timeout, args.memory_mb, args.json) == ("none", 5.0, 300, True)
     assert callable(args.func)
+
+
+def test_exec_accepts_code_that_is_not_valid_utf8():
+    done = subprocess.run(
+        [sys.executable, "-m", "interpreter", "exec", "--sandbox", "local", "--json"],
+        input=b"print('ok')  # \xff\xfe\n",
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == 0
+    assert json.loads(done.stdout)["stdout"] == "ok\n"

@@ -278,3 +278,16 @@ def test_timeout_also_stops_the_cells_subprocesses_and_nothing_spills_over(local
     after = local_session.run(code)
     assert "yes" not in after.stdout and "'sh'" not in after.stdout, after.stdout
     assert after.dropped_chars == 0 and after.stdout.count("\n") == 1
+
+
+def test_a_session_folder_too_deep_for_ipc_sockets_fails_with_a_clear_message(tmp_path):
+    from interpreter.kernel import KernelStartError
+    from interpreter.session import Session
+
+    deep = tmp_path / ("d" * 90)
+    session = Session(sandbox_or_skip("local"), base_dir=deep)
+    try:
+        with pytest.raises(KernelStartError, match="too long"):
+            session.start()
+    finally:
+        session.close()
