@@ -22,7 +22,9 @@ def _jsonl(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_tiny_model_generates_for_three_problems_and_is_scored(tiny_autocoder_path, tmp_path, capsys):
+def test_tiny_model_generates_for_three_problems_and_is_scored(
+    tiny_autocoder_path, humaneval, tmp_path, capsys
+):
     out = tmp_path / "run"
     args = ["run", "--benchmark", "humaneval", "--model", str(tiny_autocoder_path), "--backend", "hf"]
     args += [
@@ -49,11 +51,10 @@ def test_tiny_model_generates_for_three_problems_and_is_scored(tiny_autocoder_pa
     for record in transcripts:
         protocol.validate_dialogue(record["messages"])
         user, assistant = record["messages"]
-        assert user["role"] == "user" and user["content"].startswith(INSTRUCTION.split("{")[0])
-        # HumanEval/0-2 all open with this import; the problem sits in a python fence, as the authors prompted.
-        assert "\n```python\nfrom typing import List" in user["content"] and user["content"].endswith(
-            '"""\n```'
-        )
+        # The problem, verbatim, in a python fence after the authors' instruction.
+        problem = humaneval.problems[int(record["meta"]["task_id"].split("/")[1])]
+        assert user == {"role": "user", "content": INSTRUCTION.format(prompt=problem.prompt.strip())}
+        assert user["content"].startswith("Write a solution to the following problem:\n```python\n")
         assert assistant["role"] == "assistant"
         assert record["meta"]["max_new_tokens"] == 48 and record["meta"]["temperature"] == 0.0
 
