@@ -12,7 +12,9 @@ What it guarantees per `execute`:
 - kernel death (crash, out-of-memory kill) is noticed within about a second, reported as "crashed" or
   "memory_limit", and the kernel restarted;
 - `input()` fails at once with a clear message (no stdin channel is offered);
-- output is capped per stream: the head and the tail are kept, the middle dropped and counted.
+- output is capped per stream: the head and the tail are kept, the middle dropped and counted. The kernel
+  itself stops forwarding a cell's output beyond twice the cap (keeping the tail for the end of the cell),
+  so a print loop costs neither the host nor the kernel memory.
 
 What it deliberately does not do: choose or build the sandbox (see `interpreter.sandboxes`), run shell
 blocks (see `interpreter.session`), or keep kernels warm (see `interpreter.pool`).
