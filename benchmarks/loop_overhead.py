@@ -103,7 +103,11 @@ def throughput(model, tokenizer, session, repeats: int, max_new: int) -> None:
     print(f"{'path':<38}{'tokens/s':>12}")
     print(f"{'bare model.generate':<38}{bare:>12.1f}")
     print(f"{'hf backend + run_loop':<38}{looped:>12.1f}")
+    ratios = sorted(a / b for a, b in zip(loop_rates, bare_rates, strict=True))
     print(f"loop / bare = {looped / bare:.3f}  (overhead {100 * (1 - looped / bare):+.1f}%; goal <= 5%)")
+    print(
+        f"per-repeat ratios: min {ratios[0]:.3f}, median {statistics.median(ratios):.3f}, max {ratios[-1]:.3f}"
+    )
     print(f"(about {tokens} characters generated per pass)")
 
 
@@ -159,6 +163,13 @@ def main(argv: list[str] | None = None) -> None:
         "--repeats", type=int, default=15, help="interleaved repeats of each path (default 15)"
     )
     parser.add_argument("--max-new-tokens", type=int, default=120)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: the tiny model's matrices are too small to gain from more, and "
+        "more make timings erratic on a shared machine)",
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -168,6 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     from tests.fixtures.tiny_models import cached_tiny_autocoder
 
     torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
     model, tokenizer = load(args.model or cached_tiny_autocoder())
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, model {args.model or 'tiny test model'}"
