@@ -33,6 +33,16 @@ def end_of_turn_ids(model, tokenizer) -> set[int]:
     return ids
 
 
+def _accepts(fn, name: str) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params  # not via **kwargs: those may hand it on to layers that do not expect it
+
+
 def common_prefix_len(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     i = 0
@@ -57,6 +67,8 @@ class HFBackend(Backend):
         self.notice = notice
         self.model_id = model_id
         self._eot_ids = end_of_turn_ids(model, tokenizer)
+        # Prefill computes logits for the last position only where the model allows it (most do).
+        self._forward_kwargs = {"logits_to_keep": 1} if _accepts(model.forward, "logits_to_keep") else {}
         self._cache_lock = threading.Lock()
         self._cache = None  # (DynamicCache, token ids it holds) of the last finished call, or None
 
@@ -173,7 +185,7 @@ class HFBackend(Backend):
                             input_ids=torch.tensor([feed], device=device),
                             past_key_values=cache,
                             use_cache=True,
-                            logits_to_keep=1,
+                            **self._forward_kwargs,
                         )
                 except torch.OutOfMemoryError as exc:
                     raise BackendError(
