@@ -57,21 +57,24 @@ def standin_dir(cache_root: str | os.PathLike | None = None) -> Path:
         raise BackendError(
             f"the stand-in model is not installed; pip install {STANDIN_PACKAGE} or pass --model"
         ) from exc
-    log.info("building the stand-in model folder in %s (first run only, about a minute)", folder)
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f"{_FOLDER}-", dir=root))
+    import fcntl
+
     try:
-        gguf = package.assemble(staging / "gguf" / package.MODEL_NAME)
-        _convert(gguf, staging / "model")
-        try:
-            (staging / "model").rename(folder)
-        except OSError:  # another process finished first; its folder is equivalent
+        root.mkdir(parents=True, exist_ok=True)
+        # Two apps starting at once: one builds, the other waits and then finds the folder.
+        with open(root / f".{_FOLDER}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
             if not (folder / "config.json").exists():
-                raise
+                log.info("building the stand-in model folder in %s (first run only, about a minute)", folder)
+                staging = Path(tempfile.mkdtemp(prefix=f"{_FOLDER}-", dir=root))
+                try:
+                    gguf = package.assemble(staging / "gguf" / package.MODEL_NAME)
+                    _convert(gguf, staging / "model")
+                    (staging / "model").rename(folder)  # atomic: the folder is complete or absent
+                finally:
+                    shutil.rmtree(staging, ignore_errors=True)
     except (OSError, ValueError) as exc:
         raise BackendError(f"could not build the stand-in model in {root}: {exc}") from exc
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return folder
 
 
