@@ -158,7 +158,7 @@ def _score(
     report = score_problems(
         problems,
         samples,
-        sandbox=sandbox,
+        sandbox=sandbox or make_eval_sandbox(args.sandbox),
         workers=args.workers,
         time_limits=TimeLimits(args.min_time_limit, args.time_limit_factor),
         cache_dir=args.cache_dir,
@@ -239,8 +239,7 @@ def _score_command(args: argparse.Namespace) -> int:
     if not args.samples.is_file():
         raise ScoringError(f"samples file {args.samples} does not exist")
     benchmark, all_ids = _benchmark(args)
-    sandbox = make_eval_sandbox(args.sandbox)
-    _score(args, benchmark, all_ids, args.samples, sandbox, args.out or args.samples.parent, None)
+    _score(args, benchmark, all_ids, args.samples, None, args.out or args.samples.parent, None)
     return 0
 
 
