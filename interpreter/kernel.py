@@ -26,8 +26,11 @@ import contextlib
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
+import shutil
+import stat
 import threading
 import time
 import uuid
@@ -54,6 +57,8 @@ INTERRUPT_GRACE_S = 3.0
 STARTUP_TIMEOUT_S = 60.0
 # How often a waiting execute checks that the kernel process still lives.
 ALIVE_CHECK_S = 0.2
+# Start-up: when the kernel has not answered this long after connecting, connect again.
+RECONNECT_AFTER_S = 1.0
 # After execute_reply, how long to wait for the iopub "idle" that ends the output (it can be lost when the
 # kernel's publisher drops messages under flood).
 IDLE_AFTER_REPLY_S = 2.0
@@ -404,6 +409,7 @@ class KernelSession:
         self._generation = 0
         self._context = None
         self._sockets: dict = {}
+        self._ports: dict[str, int] = {}
         self._session = None
         self._lock = threading.RLock()  # one execute at a time
         self._control_lock = threading.Lock()  # interrupt() may come from another thread
@@ -435,18 +441,18 @@ class KernelSession:
             signature_scheme="hmac-sha256",
             kernel_name="python3",
         )
-        path = self.dirs.ipc / name
         if len(f"ipc://{self.dirs.ipc}/kernel-{gen * 10 + 9}") > 100:
             raise KernelStartError(
                 f"session folder path too long for IPC sockets ({self.dirs.ipc}); use a shorter base folder"
             )
-        path.write_text(json.dumps(connection))
-        path.chmod(0o644)
+        self._clear_ipc()
+        self._write_ipc_file(name, json.dumps(connection))
         self._session = _Wire(key.encode())
         if self._context is None:
             self._context = zmq.Context()
         self.process = self.sandbox.launch_kernel(self.dirs, name, {})
         try:
+            self._ports = ports
             self._connect(ports)
             self._wait_ready()
             self._install_prelude()
@@ -454,14 +460,68 @@ class KernelSession:
             self._drop_kernel()
             raise
 
+    # The ipc folder is writable from inside the sandbox, so code there could leave a symlink where the host
+    # later writes a connection file or connects a socket, pointing at any host path (/etc/passwd, the Docker
+    # socket). Hence: the folder is emptied while no sandboxed process is alive (before every launch), files
+    # are created with O_EXCL|O_NOFOLLOW, sockets are checked to be sockets, and zmq never reconnects on its
+    # own (a reconnect would follow whatever the path holds by then).
+
+    def _clear_ipc(self) -> None:
+        for entry in os.scandir(self.dirs.ipc):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+
+    def _write_ipc_file(self, name: str, text: str) -> None:
+        dir_fd = os.open(self.dirs.ipc, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=dir_fd)
+        except FileExistsError as exc:
+            raise KernelStartError(f"the session's ipc folder was tampered with ({name} exists)") from exc
+        finally:
+            os.close(dir_fd)
+        with os.fdopen(fd, "w") as handle:
+            os.fchmod(handle.fileno(), 0o644)  # readable by the sandbox user whatever the umask
+            handle.write(text)
+
+    def _wait_for_sockets(self, ports: dict[str, int], deadline: float) -> None:
+        """Until the kernel has bound its sockets (real sockets, not links planted in the folder)."""
+        paths = [self.dirs.ipc / f"kernel-{ports[n]}" for n in ("shell", "iopub", "control")]
+        while True:
+            ready = 0
+            for path in paths:
+                try:
+                    mode = os.lstat(path).st_mode
+                except FileNotFoundError:
+                    continue
+                if not stat.S_ISSOCK(mode):
+                    raise KernelStartError(
+                        f"the session's ipc folder was tampered with ({path.name} is no socket)"
+                    )
+                ready += 1
+            if ready == len(paths):
+                return
+            if time.monotonic() > deadline:
+                raise KernelStartError(
+                    f"kernel did not start within {self.startup_timeout_s:.0f} s: {self._log_tail()}"
+                )
+            if not self.process.is_alive():
+                raise KernelStartError(f"kernel exited at start: {self._log_tail()}")
+            time.sleep(0.005)
+
     def _connect(self, ports: dict[str, int]) -> None:
         import zmq
+
+        for sock in self._sockets.values():
+            sock.close(linger=0)
+        self._wait_for_sockets(ports, time.monotonic() + self.startup_timeout_s)
 
         def socket(kind: int, port: int):
             sock = self._context.socket(kind)
             sock.setsockopt(zmq.LINGER, 0)
-            # The kernel binds a moment after it starts: retry the connect quickly.
-            sock.setsockopt(zmq.RECONNECT_IVL, 10)
+            sock.setsockopt(zmq.RECONNECT_IVL, -1)  # see above: never reconnect by itself
             sock.setsockopt(zmq.RCVHWM, 0)
             # The kernel runs untrusted code: refuse absurd single messages instead of buffering them.
             sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
@@ -487,9 +547,18 @@ class KernelSession:
         poller.register(iopub, zmq.POLLIN)
         shell_ok = iopub_ok = False
         self._session.send(shell, "kernel_info_request", {})
-        last_probe = time.monotonic()
+        last_probe = connected_at = time.monotonic()
         while not (shell_ok and iopub_ok):
             now = time.monotonic()
+            if not shell_ok and now - connected_at > RECONNECT_AFTER_S:
+                # The first connect can race the kernel's listen(); zmq will not retry, so we do.
+                self._connect(self._ports)
+                shell, iopub = self._sockets["shell"], self._sockets["iopub"]
+                poller = zmq.Poller()
+                poller.register(shell, zmq.POLLIN)
+                poller.register(iopub, zmq.POLLIN)
+                self._session.send(shell, "kernel_info_request", {})
+                last_probe = connected_at = now
             if now > deadline:
                 raise KernelStartError(
                     f"kernel did not start within {self.startup_timeout_s:.0f} s: {self._log_tail()}"
@@ -569,9 +638,8 @@ class KernelSession:
         if self.process is not None:
             self.process.kill()
             self.process = None
-        for path in self.dirs.ipc.glob("kernel-*"):
-            with contextlib.suppress(OSError):
-                path.unlink()
+        with contextlib.suppress(OSError):
+            self._clear_ipc()
 
     def restart(self) -> None:
         """Kill the kernel and start a fresh one (state is lost)."""

@@ -333,3 +333,30 @@ def test_closing_a_session_leaves_no_processes_containers_or_folders(sandbox_nam
             text=True,
         )
         assert listed.stdout.strip() == ""
+
+
+def test_links_planted_in_the_ipc_folder_are_never_followed_by_the_host(fresh_session, tmp_path):
+    target = tmp_path / "host-file.txt"
+    target.write_text("original")
+    target.chmod(0o644)
+    server_path = tmp_path / "host.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(server_path))
+    server.listen(4)
+    server.settimeout(0.2)
+    try:
+        # The next kernel (after the restart the crash causes) is generation 2: kernel-2.json, sockets 21..25.
+        plant = (
+            "import os\n"
+            f"os.symlink({str(target)!r}, '/ipc/kernel-2.json')\n"
+            f"for port in (21, 22, 24):\n    os.symlink({str(server_path)!r}, f'/ipc/kernel-{{port}}')\n"
+            "os._exit(1)"
+        )
+        crashed = fresh_session.run(plant)
+        assert crashed.state_lost
+        assert fresh_session.run("print('fresh kernel')").stdout == "fresh kernel\n"
+        assert target.read_text() == "original"
+        with pytest.raises(TimeoutError):
+            server.accept()  # nobody connected to the planted socket path
+    finally:
+        server.close()
