@@ -186,9 +186,13 @@ class NoneSandbox(Sandbox):
     ) -> KernelProcess:
         # The connection file names the in-sandbox address; here the kernel lives on the host.
         path = dirs.ipc / connection_file_name
-        info = json.loads(path.read_text())
-        info["ip"] = str(dirs.ipc / "kernel")
-        path.write_text(json.dumps(info))
+        # O_NOFOLLOW: the folder is writable by the kernel's user, never write through a link planted there.
+        with open(os.open(path, os.O_RDWR | os.O_NOFOLLOW), "r+") as handle:
+            info = json.load(handle)
+            info["ip"] = str(dirs.ipc / "kernel")
+            handle.seek(0)
+            handle.truncate()
+            json.dump(info, handle)
         groups = self._groups(dirs.root.name)
         argv = self._prefix(groups) + kernel_argv(sys.executable, str(path))
         log = LogTail()
