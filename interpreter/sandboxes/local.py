@@ -24,8 +24,11 @@ runs unprivileged in a user namespace (code then runs as that user's own uid, wh
 memory is limited by RLIMIT_AS because unprivileged users rarely own a cgroup. Where bubblewrap is missing, `unshare` + `setpriv` build the
 same namespaces (a thinner jail: the host's filesystem stays visible read-only except the hidden paths).
 
-What it deliberately does not cover: a seccomp filter (the kernel's syscall surface is the host's), disk
-quotas for /work (only the per-file size limit), and GPU access.
+System calls: a seccomp filter (see `seccomp.py`) refuses keyrings, new namespaces, mount, ptrace, bpf and
+similar calls that sandboxed code has no use for; everything else is the host kernel's normal surface.
+
+What it deliberately does not cover: an allow-list of system calls, a seccomp filter in the unshare
+fallback, disk quotas for /work (only the per-file size limit), and GPU access.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from interpreter.sandboxes import cgroups
+from interpreter.sandboxes import cgroups, seccomp
 from interpreter.sandboxes.base import (
     INNER_IPC_DIR,
     INNER_PKGS_DIR,
@@ -249,6 +252,8 @@ class LocalSandbox(Sandbox):
     name: str = "local"
     # None: bubblewrap when installed, else unshare + setpriv; False forces the fallback (tests use it).
     use_bwrap: bool | None = None
+    # The seccomp filter of `seccomp.py` (bubblewrap only).
+    seccomp: bool = True
 
     def _bwrap(self) -> bool:
         return shutil.which("bwrap") is not None if self.use_bwrap is None else self.use_bwrap
@@ -329,6 +334,11 @@ class LocalSandbox(Sandbox):
         data_fds.append((_data_fd(_GROUP), "/etc/group"))
         for fd, dest in data_fds:
             argv += ["--perms", "0644", "--ro-bind-data", str(fd), dest]
+        program = seccomp.filter_bytes() if self.seccomp else None
+        if program is not None:
+            fd = _data_fd(program)
+            data_fds.append((fd, ""))
+            argv += ["--seccomp", str(fd)]
         argv += ["--proc", "/proc", "--dev", "/dev"]
         argv += ["--perms", "01777", "--size", str(TMP_SIZE_MB * 1024 * 1024), "--tmpfs", "/tmp"]
         argv += ["--perms", "01777", "--size", str(64 * 1024 * 1024), "--tmpfs", "/dev/shm"]
@@ -640,10 +650,10 @@ def limits_prefix(limits: Limits, groups: cgroups.CgroupSet) -> list[str]:
     return args
 
 
-def _data_fd(text: str) -> int:
-    """A pipe holding `text`, for bwrap's --ro-bind-data (small: fits in the pipe buffer)."""
+def _data_fd(data: str | bytes) -> int:
+    """A pipe holding `data`, for bwrap's --ro-bind-data / --seccomp (small: fits in the pipe buffer)."""
     read_fd, write_fd = os.pipe()
-    os.write(write_fd, text.encode())
+    os.write(write_fd, data.encode() if isinstance(data, str) else data)
     os.close(write_fd)
     return read_fd
 

@@ -360,3 +360,17 @@ def test_links_planted_in_the_ipc_folder_are_never_followed_by_the_host(fresh_se
             server.accept()  # nobody connected to the planted socket path
     finally:
         server.close()
+
+
+def test_kernel_keyrings_and_new_user_namespaces_are_refused(shared_session):
+    # Keyrings are per uid (shared by every sandbox), user namespaces are where kernel exploits start.
+    code = (
+        "import ctypes, json, platform\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "keyctl = {'x86_64': 250, 'aarch64': 219}[platform.machine()]\n"
+        "out = {}\n"
+        "out['unshare'] = libc.unshare(0x10000000)  # CLONE_NEWUSER\n"
+        "out['keyctl'] = libc.syscall(keyctl, 0, -3, 0, 0, 0)  # KEYCTL_GET_KEYRING_ID of the session keyring\n"
+        "print(json.dumps(out))"
+    )
+    assert run_json(shared_session, code) == {"unshare": -1, "keyctl": -1}
