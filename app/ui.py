@@ -152,7 +152,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                     with gr.Row():
                         run_code = gr.Button("Run", variant="primary", elem_id="approve-run")
                         skip_code = gr.Button("Skip", elem_id="approve-skip")
-            with gr.Column(scale=1, min_width=280):
+            with gr.Column(scale=1, min_width=340):
                 with gr.Accordion("Settings", open=False, elem_id="settings"):
                     temperature = gr.Slider(
                         0.0, 2.0, value=d.temperature, step=0.05, label="Temperature (0 = greedy)"

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -85,9 +86,13 @@ class AppProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"app exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
             if "AutoCoder chat on" in self.log():
-                with contextlib.suppress(OSError):
-                    urllib.request.urlopen(self.url + "gradio_api/info", timeout=5).read()
+                try:
+                    urllib.request.urlopen(self.url, timeout=5).read()
                     return
+                except urllib.error.HTTPError:
+                    return  # it answers (with --auth, a 401 until one logs in)
+                except OSError:
+                    pass
             time.sleep(0.3)
         self.stop()
         raise RuntimeError(f"app did not come up in {timeout_s:.0f} s:\n{self.log()[-3000:]}")
