@@ -548,10 +548,13 @@ class KernelSession:
         shell_ok = iopub_ok = False
         self._session.send(shell, "kernel_info_request", {})
         last_probe = connected_at = time.monotonic()
+        patience = RECONNECT_AFTER_S
         while not (shell_ok and iopub_ok):
             now = time.monotonic()
-            if not shell_ok and now - connected_at > RECONNECT_AFTER_S:
-                # The first connect can race the kernel's listen(); zmq will not retry, so we do.
+            if now - connected_at > patience:
+                # A connect can race the kernel's listen() (the socket file exists a moment before the
+                # kernel listens on it); zmq will not retry, so we do.
+                shell_ok = iopub_ok = False
                 self._connect(self._ports)
                 shell, iopub = self._sockets["shell"], self._sockets["iopub"]
                 poller = zmq.Poller()
@@ -559,6 +562,7 @@ class KernelSession:
                 poller.register(iopub, zmq.POLLIN)
                 self._session.send(shell, "kernel_info_request", {})
                 last_probe = connected_at = now
+                patience *= 2  # a kernel slow to answer (a loaded machine) is not cut off every second
             if now > deadline:
                 raise KernelStartError(
                     f"kernel did not start within {self.startup_timeout_s:.0f} s: {self._log_tail()}"
