@@ -251,7 +251,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _check_args(args)
         return _run(args) if args.command == "run" else _score_command(args)
-    except (DatasetError, ScoringError, SandboxUnavailable, BackendError, ValueError, OSError) as exc:
+    except (
+        DatasetError,
+        ScoringError,
+        SandboxUnavailable,
+        BackendError,
+        ValueError,
+        OSError,
+        RuntimeError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

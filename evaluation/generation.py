@@ -131,6 +131,10 @@ def _interpreter_reply(backend, problem: Problem, config: GenerationConfig, sand
             if isinstance(event, ErrorEvent):
                 errors.append(event.message)
             if isinstance(event, Done):
+                if event.reason == "error":
+                    # The interpreter could not do its job (kernel or backend failure): a score would be
+                    # meaningless. Stop; the samples written so far are kept and a rerun resumes.
+                    raise RuntimeError(f"{problem.task_id}: the interpreter loop failed: {'; '.join(errors)}")
                 return event.messages
     raise RuntimeError(f"the interpreter loop ended without a result: {'; '.join(errors) or 'no Done event'}")
 
