@@ -122,7 +122,9 @@ class Sandbox(ABC):
         """Raise SandboxUnavailable (with a one-line how-to) when this sandbox cannot run here."""
 
     @abstractmethod
-    def launch_kernel(self, dirs: SessionDirs, connection_file_name: str, env: dict[str, str]) -> KernelProcess:
+    def launch_kernel(
+        self, dirs: SessionDirs, connection_file_name: str, env: dict[str, str]
+    ) -> KernelProcess:
         """Start `python -m ipykernel_launcher -f /ipc/<connection_file_name>` inside the sandbox.
 
         The connection file uses transport "ipc" with ip "/ipc/kernel" so its sockets appear in `dirs.ipc`.
