@@ -148,7 +148,9 @@ def score_problems(
             tqdm(total=len(jobs), desc=desc, unit="sample", disable=not progress) as bar,
         ):
             futures = {
-                pool.submit(check_sample, sandbox, p, sol, refs.get(p.task_id, {}), limits, base_dir): (
+                pool.submit(
+                    check_sample, sandbox, p, sol, refs.get(p.task_id, {}), limits, base_dir, guard
+                ): (
                     p.task_id,
                     i,
                 )
