@@ -324,9 +324,10 @@ def exec_body(part: ExecPart) -> str:
 def exec_message(part: ExecPart) -> dict:
     metadata: dict = {"title": _exec_title(part)}
     if part.state in ("running", "asking"):
-        metadata["status"] = "pending"
-    else:
-        metadata["status"] = "done"
+        metadata["status"] = "pending"  # spinner, open
+    # Finished: no status at all. Gradio collapses a "done" message, which would hide the output (and
+    # the first output of a fast execution would never be on screen); without a status it stays open,
+    # without a spinner, and the title says how it went.
     if part.result is not None:
         metadata["duration"] = round(part.result.duration_s, 3)
     return {"role": "assistant", "content": exec_body(part), "metadata": metadata}

@@ -89,7 +89,6 @@ def test_chat_streams_runs_code_plots_and_stops(start_app, page):
     partial = [s for s in snapshots if s.strip() and said not in s and s.strip() in said]
     assert partial, f"no partial reply seen while streaming: {snapshots[:20]}"
     assert "API_RUN" not in chat_text(page) and "```" not in chat_text(page)
-    titles(page, "Ran python").first.click()  # done executions are collapsed; open it
     execution = page.locator("#chatbot .thought", has_text="Ran python").first
     page.wait_for_function(
         "el => el.innerText.includes('42') && el.innerText.includes('print(6*7)')",
@@ -167,7 +166,6 @@ def test_ask_mode_edit_upload_download_and_export(start_app, page, tmp_path):
     wait_count(titles(page, "Ran python"), 1)
     page.wait_for_selector("#approval", state="hidden", timeout=10_000)
     execution = page.locator("#chatbot .thought", has_text="Ran python").first
-    titles(page, "Ran python").first.click()
     page.wait_for_function("el => el.innerText.includes('20')", arg=execution.element_handle())
 
     # The file the code wrote is offered for download, with the content the code gave it.

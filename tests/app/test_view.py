@@ -79,7 +79,7 @@ def test_code_being_written_shows_as_pending_draft_then_as_execution(tmp_path):
     turn.apply(Done([], "end_of_turn"))
     messages = render_turn(turn, ImageStore(tmp_path))
     finished = messages[2]
-    assert finished["metadata"] == {"title": "✓ Ran python", "status": "done", "duration": 0.25}
+    assert finished["metadata"] == {"title": "✓ Ran python", "duration": 0.25}
     assert messages[-1]["content"] == "The answer is 42."
 
 
