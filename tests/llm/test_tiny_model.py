@@ -2,7 +2,8 @@
 
 The loop and browser tests assume: each scripted prompt yields its execution block exactly, whatever the
 system prompt; after any execution result, rendered in either of the protocol's styles, the model says
-FINAL and ends its turn; a second prompt later in the chat gets its own script.
+FINAL and ends its turn; a second prompt in the same chat gets its own script (chats of more than two
+exchanges are beyond what a model this small keeps straight).
 """
 
 import itertools
@@ -84,13 +85,24 @@ def test_after_any_result_it_answers_final_and_ends_the_turn(backend, name, styl
         assert (text, reason) == (FINAL, "end_of_turn"), content
 
 
-def test_a_second_prompt_in_the_same_chat_gets_its_own_script(backend):
-    first, second = SCENARIOS["print"], SCENARIOS["plot"]
-    dialogue = [
-        {"role": "user", "content": first.prompt},
-        {"role": "assistant", "content": first.reply},
-        {"role": "execution", "content": render_result([RunRecord("python", first.code, RESULTS[0])])},
-        {"role": "assistant", "content": FINAL},
-        {"role": "user", "content": second.prompt},
-    ]
-    assert reply(backend, render_dialogue(dialogue)) == (second.reply, "stop")
+@pytest.mark.parametrize("style", ["demo", "tokens"])
+@pytest.mark.parametrize(
+    "pair",
+    [("print", "plot"), ("plot", "sleep"), ("sleep", "print"), ("hello", "fail"), ("install", "hello")],
+)
+def test_a_second_prompt_in_the_same_chat_gets_its_own_script(backend, style, pair):
+    # Chats of two exchanges are part of the script; longer ones are not (the app tests clear between).
+    dialogue = []
+    for name in pair:
+        sc = SCENARIOS[name]
+        dialogue.append({"role": "user", "content": sc.prompt})
+        assert reply(backend, render_dialogue(dialogue, style=style)) == (
+            sc.reply,
+            "stop" if sc.final else "end_of_turn",
+        )
+        dialogue.append({"role": "assistant", "content": sc.reply})
+        if sc.final:
+            result = render_result([RunRecord(sc.language, sc.code, RESULTS[0])], style=style)
+            dialogue.append({"role": "execution", "content": result})
+            assert reply(backend, render_dialogue(dialogue, style=style)) == (FINAL, "end_of_turn"), name
+            dialogue.append({"role": "assistant", "content": FINAL})
