@@ -30,6 +30,7 @@ def load_backend(
     api_key: str | None = None,
     tokenizer: str | None = None,
     completions: bool = False,
+    extra_body: dict | None = None,
     reuse_cache: bool = True,
     timeout_s: float = 600.0,
 ) -> Backend:
@@ -39,7 +40,9 @@ def load_backend(
     `reuse_cache` keeps the KV cache between rounds.
     openai: `base_url` of the server (…/v1), `api_key` (default $OPENAI_API_KEY, else "EMPTY"), `model` the
     served name (default: the server's first model); `completions=True` uses /v1/completions with the
-    prompt rendered by the chat template of `tokenizer` (a folder or hub id), keeping special tokens.
+    prompt rendered by the chat template of `tokenizer` (a folder or hub id), keeping special tokens;
+    `extra_body` is sent with every request (for vLLM: {"skip_special_tokens": False} keeps the execution
+    tokens in the text).
     """
     if backend == "openai":
         from llm.openai_backend import OpenAIBackend
@@ -50,6 +53,7 @@ def load_backend(
             api_key=api_key,
             tokenizer=tokenizer,
             completions=completions,
+            extra_body=extra_body,
             timeout_s=timeout_s,
         )
     if backend != "hf":

@@ -149,3 +149,15 @@ def test_api_key_defaults_to_env_then_empty(openai_server, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY")
     openai_server.api_key = "EMPTY"  # what local servers accept
     assert OpenAIBackend(base_url=openai_server.base_url, model="tiny-autocoder").api_key == "EMPTY"
+
+
+def test_extra_body_is_sent_and_server_side_stops_only_when_it_keeps_them(openai_server):
+    openai_server.reply = split_everywhere(REPLY, 6)
+    extra = {"skip_special_tokens": False, "include_stop_str_in_output": True}
+    b = backend(openai_server, extra_body=extra)
+    assert (
+        "".join(b.stream([{"role": "user", "content": "print"}], GenerationParams(stop=[RUN_STOP]))) == REPLY
+    )
+    request = openai_server.requests[-1]
+    assert request["skip_special_tokens"] is False and request["include_stop_str_in_output"] is True
+    assert request["stop"] == [RUN_STOP]

@@ -60,3 +60,16 @@ def test_standin_streams_and_reuses_its_cache(standin):
     again = StreamStats()
     list(standin.stream(messages, GenerationParams(max_new_tokens=4), stats=again))
     assert again.prefill_tokens < again.prompt_tokens - stats.prompt_tokens
+
+
+def test_incremental_decoding_matches_a_full_decode_with_gemmas_tokenizer(standin):
+    # SentencePiece-style tokenizers drop or add leading spaces when decoding a token on its own.
+    from llm.decoding import IncrementalDecoder
+
+    tok = standin.tokenizer
+    text = "def add(a, b):\n    return a + b  # café ✓ 🙂\n\n<start_of_turn>model\n  indented"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    decoder = IncrementalDecoder(tok)
+    deltas = [decoder.push(i) for i in ids]
+    assert "".join(deltas) == tok.decode(ids, skip_special_tokens=False)
+    assert not any("\ufffd" in d for d in deltas)
