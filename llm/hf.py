@@ -81,7 +81,8 @@ class HFBackend(Backend):
                 messages, add_generation_prompt=True, tokenize=True, return_dict=False
             )
         except Exception as exc:  # jinja raises its own errors (e.g. "roles must alternate")
-            raise BackendError(f"the chat template rejected the dialogue: {exc}") from exc
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise BackendError(f"the chat template rejected the dialogue: {first_line}") from exc
         if hasattr(ids, "tolist"):
             ids = ids.tolist()
         if ids and isinstance(ids[0], list):

@@ -131,3 +131,26 @@ def test_abandoned_stream_leaves_a_usable_cache(backend, backend_no_cache):
     gen.close()  # the consumer walked away mid-reply
     sc = SCENARIOS["sleep"]
     assert "".join(run(backend, [{"role": "user", "content": sc.prompt}], stop=[RUN_STOP])[0]) == sc.reply
+
+
+def test_a_dialogue_the_template_rejects_is_a_one_line_error(tiny_autocoder_path, tmp_path):
+    import shutil
+
+    from llm.base import BackendError
+
+    folder = tmp_path / "strict"
+    shutil.copytree(tiny_autocoder_path, folder)
+    # A template that, like many real ones, insists on alternating roles.
+    (folder / "chat_template.jinja").write_text(
+        "{% for m in messages %}{% if (m['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+        "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
+        "{% endif %}{{ m['content'] }}{% endfor %}"
+    )
+    strict = load_backend("hf", str(folder))
+    with pytest.raises(BackendError, match="rejected the dialogue: Conversation roles must alternate") as err:
+        list(
+            strict.stream(
+                [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}], GenerationParams()
+            )
+        )
+    assert "\n" not in str(err.value)
