@@ -200,13 +200,7 @@ class Chat:
             yield turn
             finished = False
             while not finished:
-                batch = [events.get()]
-                # Whatever else already arrived goes into the same re-render.
-                while True:
-                    try:
-                        batch.append(events.get_nowait())
-                    except queue.Empty:
-                        break
+                batch = _next_batch(events)
                 for event in batch:
                     if event is _END:
                         finished = True
@@ -264,6 +258,16 @@ class Chat:
             events.put(_END)
 
 
+def _next_batch(events: queue.Queue) -> list:
+    """The next event, and every event that already arrived behind it: they are rendered together."""
+    batch = [events.get()]
+    while True:
+        try:
+            batch.append(events.get_nowait())
+        except queue.Empty:
+            return batch
+
+
 def _close_quietly(kernel: Any, chat_id: str) -> None:
     try:
         kernel.close()
@@ -313,6 +317,10 @@ class ChatSessions:
     def peek(self, key: str) -> Chat | None:
         with self._lock:
             return self._chats.get(key)
+
+    def any_running(self) -> bool:
+        with self._lock:
+            return any(chat.running for chat in self._chats.values())
 
     def __len__(self) -> int:
         with self._lock:
