@@ -32,7 +32,7 @@ def test_deltas_concatenate_to_the_full_decode_without_broken_characters(tokeniz
 def test_stop_split_across_deltas_is_cut_right_after_it():
     m = StopMatcher([RUN_STOP])
     out = []
-    for piece in ["code\n```<API_", "RUN_", "STOP>trailing", " more"]:
+    for piece in ["code\n```" + RUN_STOP[:5], RUN_STOP[5:9], RUN_STOP[9:] + "trailing", " more"]:
         text, stopped = m.feed(piece)
         out.append(text)
         if stopped:
@@ -48,10 +48,11 @@ def test_earliest_of_several_stops_wins():
 
 def test_no_stops_passes_everything_through():
     m = StopMatcher([])
-    assert m.feed("anything <API_RUN_STOP>") == ("anything <API_RUN_STOP>", False)
+    assert m.feed("anything " + RUN_STOP) == ("anything " + RUN_STOP, False)
 
 
 def test_text_that_only_resembles_a_stop_is_emitted():
     m = StopMatcher([RUN_STOP])
-    assert m.feed("<API_RUN_ST") == ("<API_RUN_ST", False)
-    assert m.feed("ART> x") == ("ART> x", False)
+    # RUN_START begins like RUN_STOP; it is passed through, never mistaken for it.
+    assert m.feed(RUN_START[:-3]) == (RUN_START[:-3], False)
+    assert m.feed(RUN_START[-3:] + " x") == (RUN_START[-3:] + " x", False)

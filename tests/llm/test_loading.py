@@ -4,6 +4,7 @@ import shutil
 
 import pytest
 
+from interpreter.protocol import RUN_STOP
 from llm.base import BackendError, GenerationParams, StreamStats
 from llm.hf_loading import (
     HubUnreachable,
@@ -23,9 +24,7 @@ GIB = 1024**3
 def generate(backend, prompt="print"):
     stats = StreamStats()
     text = "".join(
-        backend.stream(
-            [{"role": "user", "content": prompt}], GenerationParams(stop=["<API_RUN_STOP>"]), stats=stats
-        )
+        backend.stream([{"role": "user", "content": prompt}], GenerationParams(stop=[RUN_STOP]), stats=stats)
     )
     return text, stats
 
