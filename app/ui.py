@@ -204,7 +204,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                         box, code = gr.update(visible=asking_shown), (asking if asking_shown else gr.skip())
                     else:
                         box, code = gr.skip(), gr.skip()
-                    yield history + render_turn(turn, ctx.images), "", box, code, gr.skip()
+                    yield history + render_turn(turn, ctx.images), gr.skip(), box, code, gr.skip()
             except BusyError as exc:
                 raise gr.Error(str(exc)) from None
             yield (
@@ -214,6 +214,17 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                 gr.skip(),
                 _files_of(ctx, chat),
             )
+
+        def on_enqueue(message: str, request: gr.Request):
+            """Show the user's message at once (not queued), so a queued chat shows what it waits for."""
+            if not message or not message.strip():
+                return gr.skip(), gr.skip(), ""
+            chat = ctx.chats.get(_session_key(request))
+            if chat.running:
+                gr.Warning("still answering the last message: press Stop first")
+                return gr.skip(), gr.skip(), ""
+            shown = render_turns(chat.turns, ctx.images) + [{"role": "user", "content": message}]
+            return shown, "", message
 
         def on_submit(
             message, temperature, top_p, max_new_tokens, max_rounds, execution_mode, request: gr.Request
@@ -307,8 +318,11 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
 
         private: dict[str, Any] = {"api_visibility": "private"}
         chat_group: dict[str, Any] = {"concurrency_id": "chat", "concurrency_limit": "default"}
-        prompt.submit(on_submit, [prompt, *settings_inputs], chat_outputs, **private, **chat_group)
-        send.click(on_submit, [prompt, *settings_inputs], chat_outputs, **private, **chat_group)
+        pending = gr.State("")  # the submitted message, between showing it and answering it
+        for trigger in (prompt.submit, send.click):
+            trigger(on_enqueue, prompt, [chatbot, prompt, pending], queue=False, **private).then(
+                on_submit, [pending, *settings_inputs], chat_outputs, **private, **chat_group
+            )
         retry.click(on_retry, settings_inputs, chat_outputs, **private, **chat_group)
         stop.click(on_stop, None, None, concurrency_limit=None, **private)
         undo.click(on_undo, None, [chatbot, prompt], **private)

@@ -96,6 +96,15 @@ def test_chat_streams_runs_code_plots_and_stops(start_app, page):
     )
     screenshot(page, "02-execution-expanded")
 
+    # Retry: the exchange is answered again, replacing the old answer.
+    page.click("#retry")
+    page.wait_for_function(
+        "() => document.querySelectorAll('#chatbot .thought').length === 0", timeout=30_000
+    )
+    wait_text(page, final("print"))
+    wait_count(titles(page, "Ran python"), 1)
+    assert chat_text(page).count(intro("print")) == 1
+
     # Clear: a fresh chat (the tiny model only knows short chats) with a fresh kernel.
     page.click("#clear")
     page.wait_for_function("() => !document.querySelector('#chatbot').innerText.includes('print')")
@@ -210,6 +219,27 @@ def test_ask_mode_edit_upload_download_and_export(start_app, page, tmp_path):
     titles(page, "not run").first.wait_for(timeout=30_000)
     screenshot(page, "10-skipped")
     assert page.external_requests == []
+
+
+def test_a_full_server_queues_chats_visibly(start_app, browser, page):
+    app = start_app("--concurrency", "1")
+    open_chat(page, app.url)
+    send(page, "sleep")  # holds the only slot for 30 s
+    titles(page, "Running python").first.wait_for(timeout=60_000)
+    second = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        open_chat(second, app.url)
+        send(second, "print")
+        second.wait_for_function(
+            "() => /queue/i.test(document.querySelector('#chatbot').innerText)", timeout=15_000
+        )
+        screenshot(second, "13-waiting-in-queue")
+        assert titles(second, "Ran python").count() == 0
+        page.click("#stop")  # the slot frees up: the waiting chat is answered
+        wait_count(titles(second, "Ran python"), 1)
+        wait_text(second, final("print"))
+    finally:
+        second.close()
 
 
 def test_closing_the_tab_shuts_its_kernel_down(start_app, page):
