@@ -114,7 +114,8 @@ class AppProcess:
 
 @pytest.fixture
 def start_app(tiny_autocoder_path, tmp_path):
-    """Start `python -m app` on the tiny model in the local sandbox: start_app(*extra_flags) -> AppProcess."""
+    """Start `python -m app` on the tiny model in the local sandbox: start_app(*extra_flags) -> AppProcess.
+    With tiny_model=False no --model is given: the app picks its default (here: the small stand-in)."""
     from interpreter.sandboxes.base import SandboxUnavailable
     from interpreter.sandboxes.select import make_sandbox
 
@@ -124,10 +125,10 @@ def start_app(tiny_autocoder_path, tmp_path):
         require(False, f"local sandbox unavailable: {exc}")
     started: list[AppProcess] = []
 
-    def start(*flags: str) -> AppProcess:
+    def start(*flags: str, tiny_model: bool = True) -> AppProcess:
+        model = ["--model", str(tiny_autocoder_path)] if tiny_model else []
         app = AppProcess(
-            ["--model", str(tiny_autocoder_path), "--sandbox", "local", *flags],
-            tmp_path / f"app{len(started)}",
+            [*model, "--sandbox", "local", *flags], tmp_path / f"app{len(started)}", startup_s=600
         )
         started.append(app)
         return app

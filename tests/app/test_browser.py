@@ -16,6 +16,7 @@ import pytest
 
 from interpreter.protocol import RUN_START
 from tests.app.conftest import screenshot
+from tests.conftest import require
 from tests.fixtures.tiny_models import SCENARIOS
 
 pytestmark = [pytest.mark.browser, pytest.mark.model, pytest.mark.slow, pytest.mark.local_sandbox]
@@ -285,3 +286,18 @@ def test_auth_guards_the_page(start_app, page):
     page.keyboard.press("Enter")
     page.wait_for_selector("#prompt textarea", timeout=60_000)
     screenshot(page, "12-after-login")
+
+
+def test_stand_in_model_is_announced(start_app, page):
+    """Without a GPU and without --model the app runs the small stand-in and says so, with what to do."""
+    import torch
+
+    require(
+        not torch.cuda.is_available(), "this machine has a GPU: the default model, not the stand-in, loads"
+    )
+    app = start_app(tiny_model=False)
+    open_chat(page, app.url)
+    notice = page.inner_text("#notice")
+    assert "stand-in" in notice and "--model" in notice
+    assert "stand-in" in app.log()
+    screenshot(page, "14-stand-in-notice")
