@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 from pathlib import Path
@@ -160,8 +161,22 @@ def _raise_keyboard_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Fail in one line before the (slow) model load when the port is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise OSError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); pick another with --port"
+            ) from None
+
+
 def serve(args: argparse.Namespace) -> None:
     quiet_gradio_environment()
+    check_port_free(args.host, args.port)
     ctx, backend = build_context(args)
 
     def shutdown() -> None:

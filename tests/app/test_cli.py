@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 
@@ -47,3 +48,22 @@ def test_defaults_are_local_and_private():
     assert args.execution_mode == "auto" and args.max_rounds == 3
     auth = parse_args(["--auth", "ann:s3:cret"]).auth
     assert (auth.user, auth.password) == ("ann", "s3:cret")
+
+
+def test_a_taken_port_fails_in_one_line_before_loading_anything():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
+        proc = subprocess.run(
+            [sys.executable, "-m", "app", "--port", str(port), "--model", "/nonexistent"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        f"python -m app: error: cannot listen on 127.0.0.1:{port} (Address already in use); pick another with --port"
+    )
