@@ -10,8 +10,8 @@
 # any Debian/Ubuntu image with Python >= 3.11 (e.g. a pytorch/pytorch CUDA runtime image).
 #
 # Sandboxes: with the host's Docker socket mounted, every chat's kernel runs in a sibling container of the
-# sandbox image (build it once: `docker run --rm -v /var/run/docker.sock:/var/run/docker.sock autocoder
-# python -m interpreter image build`). Session folders are bind-mounted into those containers by the host's
+# sandbox image (build it once: `docker run --rm -v /var/run/docker.sock:/var/run/docker.sock
+# --entrypoint python autocoder -m interpreter image build`). Session folders are bind-mounted into those containers by the host's
 # daemon, so they must have the same path on the host and in here: hence the /tmp/autocoder-sessions mount.
 # Without the socket, `--sandbox local` runs kernels in bubblewrap inside this container (needs
 # `--security-opt seccomp=unconfined --security-opt apparmor=unconfined` or `--privileged` for user namespaces).

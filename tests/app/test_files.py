@@ -56,3 +56,24 @@ def test_download_copies_regular_files_and_never_follows_links(tmp_path):
     copies = snapshot_for_download(work, tmp_path / "snap")
     assert sorted(os.path.relpath(c, tmp_path / "snap") for c in copies) == ["out/plot.png", "result.txt"]
     assert all(b"secret" not in Path(c).read_bytes() for c in copies)
+
+
+def test_snapshot_mirrors_changes_and_skips_unchanged_files(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "a.txt").write_text("one")
+    (work / "b.txt").write_text("two")
+    snap = tmp_path / "snap"
+    snapshot_for_download(work, snap)
+    (work / "b.txt").unlink()
+    (work / "a.txt").write_text("one, changed")
+    os.utime(work / "a.txt", ns=(1, 10**18))
+    copies = snapshot_for_download(work, snap)
+    assert [Path(c).name for c in copies] == ["a.txt"] and not (snap / "b.txt").exists()
+    assert (snap / "a.txt").read_text() == "one, changed"
+    # Unchanged since the last copy (same size and time): not copied again. Proven by marking the copy.
+    (snap / "a.txt").write_text("ONE, CHANGED")
+    os.utime(snap / "a.txt", ns=(1, 10**18))
+    (work / "c.txt").write_text("three")
+    snapshot_for_download(work, snap)
+    assert (snap / "a.txt").read_text() == "ONE, CHANGED" and (snap / "c.txt").read_text() == "three"
