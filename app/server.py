@@ -180,9 +180,12 @@ def serve(args: argparse.Namespace) -> None:
     ctx, backend = build_context(args)
 
     def shutdown() -> None:
+        from app.ui import image_folder
+
         ctx.chats.close_all()
         ctx.pool.close()
         shutil.rmtree(ctx.scratch, ignore_errors=True)
+        shutil.rmtree(image_folder(), ignore_errors=True)
         close = getattr(backend, "close", None)
         if close is not None:
             close()

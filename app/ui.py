@@ -30,6 +30,7 @@ What this module deliberately does not do: parse flags, load the model or start 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +57,7 @@ class AppContext:
 
     chats: ChatSessions
     run_loop: LoopRunner
-    scratch: Path  # server-private temp folder: rendered images, download snapshots, exports
+    scratch: Path  # server-private temp folder: download snapshots, exports
     defaults: Settings = field(default_factory=Settings)
     model_name: str = ""
     backend_name: str = ""
@@ -66,10 +67,18 @@ class AppContext:
 
     @property
     def images(self) -> ImageStore:
-        return ImageStore(self.scratch / "images")
+        return ImageStore(image_folder())
 
     def export_meta(self) -> dict:
         return {"model": self.model_name, "backend": self.backend_name, "sandbox": self.sandbox_name}
+
+
+def image_folder() -> Path:
+    """Plots are written straight into Gradio's file cache: Gradio then serves them as they are, instead of
+    hashing and copying every image of the chat again on each streamed update."""
+    from gradio.utils import get_upload_folder
+
+    return Path(get_upload_folder()) / f"autocoder-images-{os.getpid()}"
 
 
 def _session_key(request: gr.Request | None) -> str:

@@ -115,6 +115,7 @@ def test_chat_streams_runs_code_plots_and_stops(start_app, page):
     image = page.locator("#chatbot img[src*='.png']").first
     image.wait_for(timeout=60_000)
     page.wait_for_function("img => img.complete && img.naturalWidth > 100", arg=image.element_handle())
+    assert "/autocoder-images-" in image.get_attribute("src")  # served from where it was written, not copied
     wait_count(titles(page, "Ran python"), 1)
     screenshot(page, "03-inline-plot")
     page.click("#clear")
