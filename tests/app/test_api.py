@@ -65,3 +65,15 @@ def test_api_needs_the_password_when_auth_is_set(start_app):
         Client(app.url, verbose=False)
     reply = Client(app.url, auth=("ann", "s3cret"), verbose=False).predict("print", api_name="/chat")
     assert reply["executions"][0]["result"]["stdout"] == "42\n"
+
+
+def test_system_prompt_starts_every_chat(start_app):
+    from gradio_client import Client
+
+    system = "You are AutoCoder, a helpful code assistant."
+    app = start_app("--system-prompt", system)
+    reply = Client(app.url, verbose=False).predict("print", api_name="/chat")
+    messages = reply["dialogue"]["messages"]
+    assert messages[0] == {"role": "system", "content": system}
+    assert messages[1] == {"role": "user", "content": "print"}
+    assert reply["executions"][0]["result"]["stdout"] == "42\n"
