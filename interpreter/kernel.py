@@ -59,6 +59,7 @@ STARTUP_TIMEOUT_S = 60.0
 ALIVE_CHECK_S = 0.2
 # Start-up: when the kernel has not answered this long after connecting, connect again.
 RECONNECT_AFTER_S = 1.0
+SEND_TIMEOUT_MS = 1000
 # After execute_reply, how long to wait for the iopub "idle" that ends the output (it can be lost when the
 # kernel's publisher drops messages under flood).
 IDLE_AFTER_REPLY_S = 2.0
@@ -514,8 +515,7 @@ class KernelSession:
     def _connect(self, ports: dict[str, int]) -> None:
         import zmq
 
-        for sock in self._sockets.values():
-            sock.close(linger=0)
+        self._close_sockets()
         self._wait_for_sockets(ports, time.monotonic() + self.startup_timeout_s)
 
         def socket(kind: int, port: int):
@@ -525,16 +525,30 @@ class KernelSession:
             sock.setsockopt(zmq.RCVHWM, 0)
             # The kernel runs untrusted code: refuse absurd single messages instead of buffering them.
             sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+            # Without auto-reconnect a socket whose kernel died has no peer, and a DEALER send would then
+            # block forever (seen: an interrupt sent to a just-killed kernel hung the loop). Fail instead.
+            sock.setsockopt(zmq.SNDTIMEO, SEND_TIMEOUT_MS)
             sock.connect(f"ipc://{self.dirs.ipc}/kernel-{port}")
             return sock
 
         iopub = socket(zmq.SUB, ports["iopub"])
         iopub.setsockopt(zmq.SUBSCRIBE, b"")
-        self._sockets = {
+        sockets = {
             "shell": socket(zmq.DEALER, ports["shell"]),
             "iopub": iopub,
             "control": socket(zmq.DEALER, ports["control"]),
         }
+        with self._control_lock:
+            self._sockets = sockets
+
+    def _close_sockets(self) -> None:
+        # Under the control lock: zmq sockets are not thread-safe, and interrupt() may be sending on the
+        # control socket from another thread (closing it mid-send aborted the process in libzmq).
+        with self._control_lock:
+            sockets, self._sockets = self._sockets, {}
+        for sock in sockets.values():
+            with contextlib.suppress(Exception):
+                sock.close(linger=0)
 
     def _wait_ready(self) -> None:
         """kernel_info until the shell answers and iopub delivers (so no early output is missed)."""
@@ -635,10 +649,7 @@ class KernelSession:
             return {"msg_type": "_malformed", "parent_header": {}, "content": {}}
 
     def _drop_kernel(self) -> None:
-        for sock in self._sockets.values():
-            with contextlib.suppress(Exception):
-                sock.close(linger=0)
-        self._sockets = {}
+        self._close_sockets()
         if self.process is not None:
             self.process.kill()
             self.process = None
@@ -707,7 +718,10 @@ class KernelSession:
         msg = self._session.msg("execute_request", content)
         msg_id = msg["header"]["msg_id"]
         run = _Execution(msg_id, self.output_cap_chars, on_output)
-        self._session.send(shell, msg)
+        try:
+            self._session.send(shell, msg)
+        except zmq.Again:  # no kernel on the other end: it died between the liveness check and now
+            return self._recover_dead(started, run, before=True)
         poller = zmq.Poller()
         poller.register(shell, zmq.POLLIN)
         poller.register(iopub, zmq.POLLIN)
