@@ -9,6 +9,13 @@ the rest is prefilled, so a round costs the new tokens, not the whole dialogue.
 The end-of-turn tokens come from the tokenizer and the model's generation_config, never from a list
 here; the end-of-turn token itself is not emitted (it ends the turn, it is not text of it).
 
+A few more of the model's own generation_config settings are honoured, as `generate` would: `stop_strings`
+(here they end the turn like an end-of-turn token and are not emitted; a base model such as the stand-in
+has no end-of-turn token for a plain-text dialogue), `repetition_penalty` (over the reply being generated
+only, not the prompt: a reply should be free to quote the code and output it answers), and
+`max_new_tokens` as a cap on the caller's limit. Temperature and top-p always come
+from the caller's GenerationParams.
+
 Loading (dtype, quantization, device placement) lives in `llm.hf_loading`; this module only generates.
 """
 
@@ -43,6 +50,49 @@ def _accepts(fn, name: str) -> bool:
     return name in params  # not via **kwargs: those may hand it on to layers that do not expect it
 
 
+def model_decoding_defaults(model) -> dict:
+    """The model's own generation_config settings this backend honours (see the module docstring)."""
+    config = getattr(model, "generation_config", None)
+    stops = getattr(config, "stop_strings", None) or []
+    cap = getattr(config, "max_new_tokens", None)
+    return {
+        "end_strings": [stops] if isinstance(stops, str) else [s for s in stops if s],
+        "repetition_penalty": float(getattr(config, "repetition_penalty", None) or 1.0),
+        "max_new_tokens": int(cap) if cap else None,
+    }
+
+
+class EndStringMatcher:
+    """Holds back streamed text that may begin an end string; when one completes, the turn ends before it."""
+
+    def __init__(self, ends: list[str]):
+        self._ends = [e for e in ends if e]
+        self._held = ""
+
+    def feed(self, delta: str) -> tuple[str, bool]:
+        """Return (text to emit, ended). The end string itself and anything after it are never emitted."""
+        if not self._ends:
+            return delta, False
+        text = self._held + delta
+        found = [i for e in self._ends if (i := text.find(e)) >= 0]
+        if found:
+            self._held = ""
+            return text[: min(found)], True
+        # Hold the longest tail that is a prefix of some end string; it is emitted once it cannot be one.
+        hold = 0
+        for end in self._ends:
+            for n in range(min(len(end) - 1, len(text)), hold, -1):
+                if end.startswith(text[-n:]):
+                    hold = n
+                    break
+        self._held = text[len(text) - hold :] if hold else ""
+        return text[: len(text) - hold], False
+
+    def flush(self) -> str:
+        held, self._held = self._held, ""
+        return held
+
+
 def common_prefix_len(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     i = 0
@@ -67,6 +117,7 @@ class HFBackend(Backend):
         self.notice = notice
         self.model_id = model_id
         self._eot_ids = end_of_turn_ids(model, tokenizer)
+        self._defaults = model_decoding_defaults(model)
         # Prefill computes logits for the last position only where the model allows it (most do).
         self._forward_kwargs = {"logits_to_keep": 1} if _accepts(model.forward, "logits_to_keep") else {}
         self._cache_lock = threading.Lock()
@@ -135,9 +186,24 @@ class HFBackend(Backend):
 
     # -- generation ---------------------------------------------------------------------------------
 
-    def _next_token(self, logits, params: GenerationParams) -> int:
+    def _penalize(self, logits, reply: list[int]):
+        """Logits with the model's repetition penalty applied to the tokens of the reply so far."""
         import torch
 
+        penalty = self._defaults["repetition_penalty"]
+        if not reply or penalty == 1.0:
+            return logits
+        logits = logits.float().clone()
+        seen = torch.tensor(sorted(set(reply)), device=logits.device)
+        scores = logits[seen]
+        # As transformers does: shrink positive logits, push negative ones further down.
+        logits[seen] = torch.where(scores > 0, scores / penalty, scores * penalty)
+        return logits
+
+    def _next_token(self, logits, params: GenerationParams, reply: list[int] | None = None) -> int:
+        import torch
+
+        logits = self._penalize(logits, reply or [])
         if params.temperature <= 0:
             return int(torch.argmax(logits))
         probs = torch.softmax(logits.float() / params.temperature, dim=-1)
@@ -162,6 +228,9 @@ class HFBackend(Backend):
         prompt = self.prompt_ids(messages)
         stop_ids = {tid for s in params.stop if (tid := self._single_token_id(s)) is not None}
         end_ids = self._eot_ids - stop_ids
+        limit = params.max_new_tokens
+        if self._defaults["max_new_tokens"] is not None:
+            limit = min(limit, self._defaults["max_new_tokens"])
         cache, cached = self._prepare_cache(prompt)
         stats.prompt_tokens = len(prompt)
         stats.prefill_tokens = len(prompt) - cached
@@ -172,10 +241,11 @@ class HFBackend(Backend):
         feed = prompt[cached:]
         decoder = IncrementalDecoder(self.tokenizer)
         matcher = StopMatcher(params.stop)
+        ender = EndStringMatcher(self._defaults["end_strings"])
         device = self.model.device
         healthy = False  # the cache matches ids[:len(cache)]: false while a forward pass is in flight
         try:
-            for _ in range(params.max_new_tokens):
+            for _ in range(limit):
                 if cancel is not None and cancel.is_set():
                     stats.stop_reason = "cancelled"
                     return
@@ -194,19 +264,34 @@ class HFBackend(Backend):
                         "or --backend openai"
                     ) from exc
                 healthy = True
-                token = self._next_token(out.logits[0, -1], params)
+                token = self._next_token(out.logits[0, -1], params, ids[len(prompt) :])
                 ids.append(token)
                 stats.generated_tokens += 1
                 if token in end_ids:
                     stats.stop_reason = "end_of_turn"
+                    text, stopped = matcher.feed(ender.flush())  # a held "\nUs" is reply text after all
+                    if text:
+                        yield text
+                    if stopped:
+                        stats.stop_reason = "stop"
                     return
-                text, stopped = matcher.feed(decoder.push(token))
+                delta, ended = ender.feed(decoder.push(token))
+                text, stopped = matcher.feed(delta)
                 if text:
                     yield text
                 if stopped or token in stop_ids:
                     stats.stop_reason = "stop"
                     return
+                if ended:
+                    stats.stop_reason = "end_of_turn"
+                    return
                 feed = [token]
+            # Out of tokens: text held back as a possible end string is reply text after all.
+            text, stopped = matcher.feed(ender.flush())
+            if text:
+                yield text
+            if stopped:
+                stats.stop_reason = "stop"
         finally:
             # The last sampled token was never fed, so the cache holds all ids but that one.
             if healthy and self.reuse_cache:

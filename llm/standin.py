@@ -1,15 +1,24 @@
 """The stand-in model: Gemma 3 270M from the PyPI package's GGUF file, cached as a normal HF folder.
 
 The first load reassembles the GGUF file from the package's chunks, loads it through transformers' GGUF
-support (which dequantizes it), gives it a Gemma chat template and end-of-turn token when the file lacks
-them, and saves a plain model folder under the cache directory ($AUTOCODER_CACHE, else
-~/.cache/autocoder); later loads read that folder directly.
+support (which dequantizes it), and saves a plain model folder under the cache directory
+($AUTOCODER_CACHE, else ~/.cache/autocoder); later loads read that folder directly.
+
+The packaged model is the base (pretrained) Gemma 3 270M, not the instruction-tuned one: its GGUF has no
+chat template, and the base model never learnt Gemma's <start_of_turn>/<end_of_turn> turns (given them it
+echoes the question and emits junk tokens such as "payinguser" where a turn marker would go). So a GGUF
+without a chat template gets a plain-text dialogue a base model continues well instead: a short preamble,
+two example exchanges, then "User: ..." / "Assistant: ..." lines. Its turn ends at the next "\nUser:"
+(generation_config.stop_strings, which llm.hf honours and does not emit), with a mild repetition penalty
+and a cap on the reply's length. A GGUF that brings its own chat template (an instruction-tuned model)
+keeps it and gets Gemma's <end_of_turn> as an end-of-turn token.
 
 Deliberately not here: choosing when to fall back (llm.select) and generation (llm.hf).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -21,24 +30,40 @@ from llm.models import STANDIN_PACKAGE
 
 log = logging.getLogger(__name__)
 
-# Gemma's own chat format (a system message is folded into the first user turn, as Gemma 3 does).
-GEMMA_CHAT_TEMPLATE = (
+# The plain-text dialogue for the base model. A system message replaces the preamble; the examples show
+# the length and shape of an answer (short; code in a fenced python block), which a base model copies.
+BASE_PREAMBLE = (
+    "The following is a conversation between a user and a helpful assistant. The assistant answers "
+    "questions briefly and writes Python code in fenced code blocks."
+)
+BASE_EXAMPLES = (
+    "User: What is 7 times 6?\n"
+    "Assistant: 7 times 6 is 42.\n"
+    "User: Write a Python function that returns the square of a number.\n"
+    "Assistant: Here is a function that squares a number:\n```python\ndef square(x):\n    return x * x\n```\n"
+)
+BASE_END_OF_TURN = "\nUser:"  # the model starting the user's next line ends its turn
+BASE_CHAT_TEMPLATE = (
     "{{ bos_token }}"
     "{% if messages and messages[0]['role'] == 'system' %}"
-    "{% set first_user_prefix = messages[0]['content'] + '\\n\\n' %}{% set loop_messages = messages[1:] %}"
-    "{% else %}{% set first_user_prefix = '' %}{% set loop_messages = messages %}{% endif %}"
+    "{{ messages[0]['content'] | trim }}{% set loop_messages = messages[1:] %}"
+    "{% else %}{{ " + json.dumps(BASE_PREAMBLE) + " }}{% set loop_messages = messages %}{% endif %}"
+    "{{ '\\n\\n' + " + json.dumps(BASE_EXAMPLES) + " }}"
     "{% for message in loop_messages %}"
-    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
-    "{{ '<start_of_turn>' + role + '\\n' + (first_user_prefix if loop.first else '') }}"
-    "{% if message['role'] == 'assistant' %}{% generation %}{{ message['content'] | trim }}{% endgeneration %}"
-    "{% else %}{{ message['content'] | trim }}{% endif %}"
-    "{{ '<end_of_turn>\\n' }}"
+    "{% if message['role'] == 'assistant' %}"
+    "{{ 'Assistant: ' }}{% generation %}{{ message['content'] | trim }}{% endgeneration %}"
+    "{% else %}{{ 'User: ' + (message['content'] | trim) }}{% endif %}"
+    "{{ '\\n' }}"
     "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{% endif %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
 )
-GEMMA_END_OF_TURN = "<end_of_turn>"  # Gemma's turn terminator, spelled by Gemma's own format
+BASE_REPETITION_PENALTY = 1.1  # mild: stronger values (1.3) made the 270M model ramble off topic
+BASE_MAX_NEW_TOKENS = 256  # a stand-in's answer; longer ones from a 270M base model are mostly drift
+GEMMA_END_OF_TURN = "<end_of_turn>"  # Gemma's turn terminator, for a GGUF with its own (Gemma) template
 
-_FOLDER = "gemma-3-270m-standin"
+# The recipe's version is in the name, so a folder built by an older recipe is rebuilt, not reused.
+_FOLDER = "gemma-3-270m-standin-v2"
+_OLD_FOLDERS = ("gemma-3-270m-standin",)
 
 
 def cache_dir() -> Path:
@@ -73,6 +98,8 @@ def standin_dir(cache_root: str | os.PathLike | None = None) -> Path:
                     (staging / "model").rename(folder)  # atomic: the folder is complete or absent
                 finally:
                     shutil.rmtree(staging, ignore_errors=True)
+                for old in _OLD_FOLDERS:  # half a GiB each, never read again
+                    shutil.rmtree(root / old, ignore_errors=True)
     except (OSError, ValueError) as exc:
         raise BackendError(f"could not build the stand-in model in {root}: {exc}") from exc
     return folder
@@ -88,14 +115,18 @@ def _convert(gguf: Path, out: Path) -> None:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    if not tokenizer.chat_template:
-        tokenizer.chat_template = GEMMA_CHAT_TEMPLATE
-    end_of_turn = tokenizer.convert_tokens_to_ids(GEMMA_END_OF_TURN)
-    eos = model.generation_config.eos_token_id
-    eos = list(eos) if isinstance(eos, list | tuple) else [eos] if eos is not None else []
-    if end_of_turn is not None and end_of_turn != tokenizer.unk_token_id and end_of_turn not in eos:
-        eos.append(end_of_turn)
-    model.generation_config.eos_token_id = eos
-    model.config.eos_token_id = eos
+    if tokenizer.chat_template:  # an instruction-tuned GGUF: its own turns, ended by <end_of_turn>
+        end_of_turn = tokenizer.convert_tokens_to_ids(GEMMA_END_OF_TURN)
+        eos = model.generation_config.eos_token_id
+        eos = list(eos) if isinstance(eos, list | tuple) else [eos] if eos is not None else []
+        if end_of_turn is not None and end_of_turn != tokenizer.unk_token_id and end_of_turn not in eos:
+            eos.append(end_of_turn)
+        model.generation_config.eos_token_id = eos
+        model.config.eos_token_id = eos
+    else:  # the base model (the packaged one): a plain-text dialogue, see the module docstring
+        tokenizer.chat_template = BASE_CHAT_TEMPLATE
+        model.generation_config.stop_strings = [BASE_END_OF_TURN]
+        model.generation_config.repetition_penalty = BASE_REPETITION_PENALTY
+        model.generation_config.max_new_tokens = BASE_MAX_NEW_TOKENS
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

@@ -9,7 +9,7 @@ import pytest
 from llm.base import GenerationParams, StreamStats
 from llm.models import DEFAULT_MODEL
 from llm.select import load_backend
-from llm.standin import GEMMA_END_OF_TURN
+from llm.standin import BASE_END_OF_TURN, BASE_EXAMPLES
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
@@ -33,7 +33,7 @@ def test_default_model_without_gpu_is_the_standin_and_says_so(standin):
     assert "\n" not in notice
 
 
-def test_standin_folder_is_a_plain_hf_model_with_gemma_chat_format(standin):
+def test_standin_folder_is_a_plain_hf_model_with_a_dialogue_a_base_model_continues(standin):
     from pathlib import Path
 
     folder = Path(standin.model.name_or_path)
@@ -42,9 +42,61 @@ def test_standin_folder_is_a_plain_hf_model_with_gemma_chat_format(standin):
     prompt = standin.tokenizer.decode(
         standin.prompt_ids([{"role": "system", "content": "S"}, {"role": "user", "content": "Hi"}])
     )
-    assert prompt == "<bos><start_of_turn>user\nS\n\nHi<end_of_turn>\n<start_of_turn>model\n"
-    eot = standin.tokenizer.convert_tokens_to_ids(GEMMA_END_OF_TURN)
-    assert eot in standin.model.generation_config.eos_token_id
+    # The packaged GGUF is the base model: no Gemma turn tokens, <bos> exactly once, the examples, then Hi.
+    assert prompt.startswith("<bos>S\n\n" + BASE_EXAMPLES) and prompt.count("<bos>") == 1
+    assert prompt.endswith("User: Hi\nAssistant:") and "<start_of_turn>" not in prompt
+    assert standin.model.generation_config.stop_strings == [BASE_END_OF_TURN]
+
+
+def test_gguf_tokenizer_round_trips_and_keeps_gemmas_special_tokens_whole(standin):
+    tok = standin.tokenizer
+    text = "The capital of France is Paris.\n  def f(x):\n\treturn x  # café 🙂"
+    ids = tok(text)["input_ids"]
+    assert ids[0] == tok.bos_token_id and ids.count(tok.bos_token_id) == 1
+    assert tok.decode(ids, skip_special_tokens=True) == text
+    for special in ("<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>"):
+        assert tok.tokenize(special) == [special]
+
+
+def test_dequantized_weights_know_a_plain_fact(standin):
+    # Catches a broken dequantization or config (norm offsets, rope bases, softcaps): that model writes junk.
+    # Plain greedy steps, without the stand-in's chat settings (stop strings, repetition penalty).
+    import torch
+
+    tok = standin.tokenizer
+    ids = tok("Question: What is the capital of France?\nAnswer:", return_tensors="pt")["input_ids"]
+    start = ids.shape[1]
+    with torch.inference_mode():
+        for _ in range(4):
+            next_id = standin.model(input_ids=ids).logits[0, -1].argmax()
+            ids = torch.cat([ids, next_id.view(1, 1)], dim=1)
+    assert "Paris" in tok.decode(ids[0, start:])
+
+
+def _words(text: str) -> list[str]:
+    import re
+
+    return re.findall(r"[A-Za-z]+", text)
+
+
+def test_chat_reply_is_a_short_readable_answer_not_a_loop(standin):
+    messages = [{"role": "user", "content": "How do I reverse a list in Python?"}]
+    stats = StreamStats()
+    reply = "".join(standin.stream(messages, GenerationParams(), stats=stats))
+    # It ends its own turn (at "\nUser:", never shown) well before the cap, in words, not one token over again.
+    assert stats.stop_reason == "end_of_turn" and stats.generated_tokens < 200
+    assert "User:" not in reply and "<start_of_turn>" not in reply and "<end_of_turn>" not in reply
+    words = _words(reply)
+    assert len(words) >= 3 and len(set(words)) >= 0.5 * len(words)
+    assert sum(len(w) for w in words) >= 0.5 * len(reply.strip())
+
+
+def test_chat_asked_for_code_answers_with_a_python_block(standin):
+    messages = [{"role": "user", "content": "Write a Python function that adds two numbers."}]
+    stats = StreamStats()
+    reply = "".join(standin.stream(messages, GenerationParams(), stats=stats))
+    assert stats.stop_reason == "end_of_turn"
+    assert "```python" in reply and "def " in reply and "return" in reply
 
 
 def test_standin_streams_and_reuses_its_cache(standin):
