@@ -154,9 +154,10 @@ def build_parser() -> OneLineParser:
     interp.add_argument(
         "--execution-mode",
         choices=EXECUTION_MODES,
-        default="auto",
+        default=None,
         help="auto: run blocks the model wraps in its execution tokens; always: run every fenced python "
-        "block; ask: show the code and run it only when you approve",
+        "block; ask: show the code and run it only when you approve (default: auto, or always for the "
+        "small stand-in model, which does not know the execution tokens)",
     )
     interp.add_argument(
         "--render-style",

@@ -106,6 +106,8 @@ def build_context(args: argparse.Namespace, backend: Any = None):
     notice = getattr(backend, "notice", "") or ""
     if notice:
         log.warning("%s", notice)
+    if args.execution_mode is None:
+        args.execution_mode = "auto" if getattr(backend, "speaks_execution_tokens", True) else "always"
     start_kernel, sandbox, pool = make_kernel_starter(args)
     chats = ChatSessions(start_kernel, system_prompt=args.system_prompt, idle_timeout_s=args.idle_timeout)
     scratch = Path(tempfile.mkdtemp(prefix="autocoder-app-"))

@@ -45,6 +45,9 @@ class Backend(ABC):
     name: str = "abstract"
     # Shown to the user (e.g. "small stand-in model, not AutoCoder"); empty for a real AutoCoder model.
     notice: str = ""
+    # False for a model never trained on AutoCoder's execution tokens (the stand-in): callers then run its
+    # fenced python blocks instead of waiting for tokens it will never write.
+    speaks_execution_tokens: bool = True
 
     @abstractmethod
     def stream(

@@ -96,4 +96,5 @@ def load_standin(why: str, *, reuse_cache: bool = True, cache_root: str | None =
     # fp32 on CPU; quantizing a 270M model buys nothing.
     backend = _load_hf(str(folder), quantize=None, dtype="auto", reuse_cache=reuse_cache, notice=notice)
     backend.model_id = STANDIN_NAME
+    backend.speaks_execution_tokens = False
     return backend

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
@@ -45,7 +46,7 @@ def test_defaults_are_local_and_private():
     args = parse_args([])
     assert args.host == DEFAULT_HOST == "127.0.0.1"
     assert args.share is False and args.auth is None
-    assert args.execution_mode == "auto" and args.max_rounds == 3
+    assert args.execution_mode is None and args.max_rounds == 3  # None: chosen for the model, below
     auth = parse_args(["--auth", "ann:s3:cret"]).auth
     assert (auth.user, auth.password) == ("ann", "s3:cret")
 
@@ -67,3 +68,24 @@ def test_a_taken_port_fails_in_one_line_before_loading_anything():
     assert proc.stderr.strip() == (
         f"python -m app: error: cannot listen on 127.0.0.1:{port} (Address already in use); pick another with --port"
     )
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("speaks_tokens, expected", [(True, "auto"), (False, "always")])
+def test_default_execution_mode_follows_the_model(tiny_autocoder_path, speaks_tokens, expected):
+    """AutoCoder models run blocks wrapped in their tokens; the stand-in, which never writes them, gets
+    its fenced python blocks run. An explicit --execution-mode always wins."""
+    from app.server import build_context
+    from llm.select import load_backend
+
+    backend = load_backend("hf", str(tiny_autocoder_path))
+    backend.speaks_execution_tokens = speaks_tokens
+    for argv, mode in (([], expected), (["--execution-mode", "ask"], "ask")):
+        args = parse_args(["--sandbox", "local", "--warm-kernels", "0", *argv])
+        ctx, _ = build_context(args, backend=backend)
+        try:
+            assert ctx.defaults.execution_mode == mode
+        finally:
+            ctx.chats.close_all()
+            ctx.pool.close()
+            shutil.rmtree(ctx.scratch, ignore_errors=True)

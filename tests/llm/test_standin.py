@@ -31,6 +31,8 @@ def test_default_model_without_gpu_is_the_standin_and_says_so(standin):
     assert "stand-in" in notice and "not AutoCoder" in notice and "no GPU" in notice
     assert f"--model {DEFAULT_MODEL}" in notice and "--backend openai" in notice
     assert "\n" not in notice
+    # It never learnt the execution tokens: callers must run its fenced blocks instead.
+    assert standin.speaks_execution_tokens is False
 
 
 def test_standin_folder_is_a_plain_hf_model_with_a_dialogue_a_base_model_continues(standin):
