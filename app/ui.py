@@ -29,6 +29,7 @@ What this module deliberately does not do: parse flags, load the model or start 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -82,8 +83,10 @@ def image_folder() -> Path:
 
 
 def _session_key(request: gr.Request | None) -> str:
+    """A folder-safe key for the browser session. The client chooses its session_hash and the key names
+    host folders (downloads, exports), so it is hashed: "../../x" must never become a path."""
     key = getattr(request, "session_hash", None) if request is not None else None
-    return key or "default"
+    return hashlib.sha256(str(key or "default").encode()).hexdigest()[:32]
 
 
 def _settings(temperature, top_p, max_new_tokens, max_rounds, execution_mode) -> Settings:

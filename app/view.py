@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -246,9 +248,11 @@ class ImageStore:
         path = self.folder / f"{digest}{IMAGE_MIME_SUFFIX[mime]}"
         if not path.exists():
             self.folder.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".part")
-            tmp.write_bytes(raw)
-            tmp.replace(path)
+            # A temp name of its own: two chats may write the same plot at once.
+            fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".part")
+            with os.fdopen(fd, "wb") as out:
+                out.write(raw)
+            os.replace(tmp, path)
         return path
 
 

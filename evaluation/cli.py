@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -112,6 +113,9 @@ def _check_args(args: argparse.Namespace) -> None:
             raise ValueError("--compare-plain compares against --with-interpreter; add --with-interpreter")
         if args.max_rounds < 0:
             raise ValueError("--max-rounds must be >= 0")
+        # Nothing leaves the machine unless asked: never fall back to a public API's default URL.
+        if args.backend == "openai" and not args.base_url and not os.environ.get("OPENAI_BASE_URL"):
+            raise ValueError("--backend openai needs --base-url URL (or OPENAI_BASE_URL)")
 
 
 def _benchmark(args: argparse.Namespace) -> tuple[Benchmark, set[str]]:

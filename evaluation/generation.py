@@ -122,6 +122,8 @@ def _interpreter_reply(backend, problem: Problem, config: GenerationConfig, sand
     dialogue = [{"role": "user", "content": user_prompt(problem)}]
     loop_config = LoopConfig(
         generation=config.params(),
+        # A model that never learnt the execution tokens (the stand-in) gets its fenced blocks run.
+        execution_mode="auto" if getattr(backend, "speaks_execution_tokens", True) else "always",
         max_rounds=config.max_rounds,
         execution_timeout_s=config.execution_timeout_s,
     )

@@ -119,6 +119,10 @@ def compute_references(
             on_done()
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for future in [pool.submit(one, p) for p in todo]:
-            future.result()
+        try:
+            for future in [pool.submit(one, p) for p in todo]:
+                future.result()
+        except BaseException:  # Ctrl-C: do not run every queued problem before stopping
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     return refs

@@ -156,10 +156,14 @@ def score_problems(
                 )
                 for p, i, sol in jobs
             }
-            for future in as_completed(futures):
-                task_id, index = futures[future]
-                verdicts[task_id][index] = future.result()
-                bar.update()
+            try:
+                for future in as_completed(futures):
+                    task_id, index = futures[future]
+                    verdicts[task_id][index] = future.result()
+                    bar.update()
+            except BaseException:  # Ctrl-C: do not run every queued sample before stopping
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
     finally:
         shutil.rmtree(base_dir, ignore_errors=True)
     return ScoreReport(

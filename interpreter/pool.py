@@ -78,7 +78,11 @@ class SessionPool:
         self._fill()
         if session is None:
             session = self.factory()
-            session.start()
+            try:
+                session.start()
+            except BaseException:
+                session.close()  # no half-started jail or container left behind
+                raise
         return session
 
     @property
