@@ -86,6 +86,9 @@ def test_bad_inputs_get_one_line_errors(tmp_path, capsys):
     assert "--with-interpreter" in _one_line_error(
         ["run", "--benchmark", "humaneval", "--compare-plain", "--out", str(tmp_path / "o")], capsys
     )
+    # Prompts never go to a public API by default.
+    no_url = ["run", "--benchmark", "humaneval", "--backend", "openai", "--out", str(tmp_path / "o")]
+    assert "--base-url" in _one_line_error(no_url, capsys)
 
 
 def test_module_entry_point_help():
