@@ -71,7 +71,8 @@ def test_mbpp_plus_without_data_says_where_to_get_it(tmp_path, capsys, monkeypat
     )
 
 
-def test_bad_inputs_get_one_line_errors(tmp_path, capsys):
+def test_bad_inputs_get_one_line_errors(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     missing = tmp_path / "nope.jsonl"
     assert "does not exist" in _one_line_error(
         ["score", "--benchmark", "humaneval", "--samples", str(missing)], capsys
