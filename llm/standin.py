@@ -6,12 +6,11 @@ support (which dequantizes it), and saves a plain model folder under the cache d
 
 The packaged model is the base (pretrained) Gemma 3 270M, not the instruction-tuned one: its GGUF has no
 chat template, and the base model never learnt Gemma's <start_of_turn>/<end_of_turn> turns (given them it
-echoes the question and emits junk tokens such as "payinguser" where a turn marker would go). So a GGUF
-without a chat template gets a plain-text dialogue a base model continues well instead: a short preamble,
+echoes the question and emits junk tokens such as "payinguser" where a turn marker would go). So it gets a
+plain-text dialogue a base model continues well instead: a short preamble,
 two example exchanges, then "User: ..." / "Assistant: ..." lines. Its turn ends at the next "\nUser:"
 (generation_config.stop_strings, which llm.hf honours and does not emit), with a mild repetition penalty
-and a cap on the reply's length. A GGUF that brings its own chat template (an instruction-tuned model)
-keeps it and gets Gemma's <end_of_turn> as an end-of-turn token.
+and a cap on the reply's length.
 
 Deliberately not here: choosing when to fall back (llm.select) and generation (llm.hf).
 """
@@ -59,7 +58,6 @@ BASE_CHAT_TEMPLATE = (
 )
 BASE_REPETITION_PENALTY = 1.1  # mild: stronger values (1.3) made the 270M model ramble off topic
 BASE_MAX_NEW_TOKENS = 256  # a stand-in's answer; longer ones from a 270M base model are mostly drift
-GEMMA_END_OF_TURN = "<end_of_turn>"  # Gemma's turn terminator, for a GGUF with its own (Gemma) template
 
 # The recipe's version is in the name, so a folder built by an older recipe is rebuilt, not reused.
 _FOLDER = "gemma-3-270m-standin-v2"
@@ -115,18 +113,11 @@ def _convert(gguf: Path, out: Path) -> None:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    if tokenizer.chat_template:  # an instruction-tuned GGUF: its own turns, ended by <end_of_turn>
-        end_of_turn = tokenizer.convert_tokens_to_ids(GEMMA_END_OF_TURN)
-        eos = model.generation_config.eos_token_id
-        eos = list(eos) if isinstance(eos, list | tuple) else [eos] if eos is not None else []
-        if end_of_turn is not None and end_of_turn != tokenizer.unk_token_id and end_of_turn not in eos:
-            eos.append(end_of_turn)
-        model.generation_config.eos_token_id = eos
-        model.config.eos_token_id = eos
-    else:  # the base model (the packaged one): a plain-text dialogue, see the module docstring
-        tokenizer.chat_template = BASE_CHAT_TEMPLATE
-        model.generation_config.stop_strings = [BASE_END_OF_TURN]
-        model.generation_config.repetition_penalty = BASE_REPETITION_PENALTY
-        model.generation_config.max_new_tokens = BASE_MAX_NEW_TOKENS
+    # The packaged GGUF is the base model, with no chat template: give it a plain-text dialogue it
+    # continues well (see the module docstring), ended by a stop string rather than a turn token.
+    tokenizer.chat_template = BASE_CHAT_TEMPLATE
+    model.generation_config.stop_strings = [BASE_END_OF_TURN]
+    model.generation_config.repetition_penalty = BASE_REPETITION_PENALTY
+    model.generation_config.max_new_tokens = BASE_MAX_NEW_TOKENS
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
