@@ -76,6 +76,9 @@ LoopRunner = Callable[
 ]
 
 
+WORKER_STOP_TIMEOUT_S = 30.0
+
+
 class BusyError(RuntimeError):
     """This chat is already answering a message."""
 
@@ -176,9 +179,10 @@ class Chat:
 
     def run(self, message: str, settings: Settings, run_loop: LoopRunner) -> Iterator[Turn]:
         """Answer one user message; yields the (growing) turn after each batch of loop events."""
-        if self.running:
-            raise BusyError("this chat is still answering; press Stop first")
-        self.running = True
+        with self._kernel_lock:  # check-and-set in one step: two API calls may race, and so may the reaper
+            if self.running:
+                raise BusyError("this chat is still answering; press Stop first")
+            self.running = True
         self.cancel = threading.Event()
         self.touch()
         turn = Turn(user=message, dialogue_start=len(self.dialogue))
@@ -219,7 +223,8 @@ class Chat:
                 self.cancel.set()
                 if self.approval is not None:
                     self.approval.resolve(None)
-                worker.join(timeout=10)
+                # Longer than the loop's own worst case after a cancel (interrupt, grace, kill, give up).
+                worker.join(timeout=WORKER_STOP_TIMEOUT_S)
             self.dialogue = done.messages if done is not None else [*dialogue, *self._partial_reply(turn)]
             self.approval = None
             self.running = False
