@@ -19,8 +19,7 @@ The install runs as `python -m pip install --target /pkgs --only-binary=:all: ..
 (local) that is the only place with network access and the only writer of /pkgs, never on the host and never
 in the kernel. Binary wheels only means no package code (setup.py, build backends) runs at install time; a
 package without a wheel fails with a message saying so. The kernel, which has no network, has /pkgs first on
-its PYTHONPATH; Python's import system notices the new files by the folder's mtime, and the Session may run
-`importlib.invalidate_caches()` (see `INVALIDATE_IMPORT_CACHES`) before the next cell to be sure. A package
+its PYTHONPATH; Python's import system notices the new files by the folder's mtime (tested). A package
 that the kernel already imported keeps its old version until the kernel restarts (said in the output).
 
 Other commands (`ls`, `cat data.csv`, `python script.py`, ...) run as a plain argv, without a shell, in a
@@ -56,9 +55,6 @@ DEFAULT_INDEX_HOSTS = ("pypi.org",)
 # Result text kept per sh block: the head (what was asked) and the tail (how it ended) of the output.
 OUTPUT_HEAD_CHARS = 2_000
 OUTPUT_TAIL_CHARS = 8_000
-
-# What a Session may run in the kernel after an install so new packages are found at once.
-INVALIDATE_IMPORT_CACHES = "import importlib as _il; _il.invalidate_caches(); del _il"
 
 # Flags taken as they are (no value), and those with one value.
 _PIP_FLAGS = {
