@@ -24,6 +24,9 @@ from evaluation.generation import GenerationConfig, generate, read_samples
 from evaluation.problems import DEFAULT_MIN_TIME_LIMIT_S, DEFAULT_TIME_LIMIT_FACTOR
 from evaluation.results import comparison_table, results_document, summary_table, write_results
 from evaluation.scoring import DEFAULT_SANDBOX, ScoringError, make_eval_sandbox, score_problems
+from interpreter.sandboxes.select import SANDBOX_NAMES
+from llm.hf_loading import DTYPE_CHOICES, QUANTIZE_CHOICES
+from llm.select import BACKEND_NAMES
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +39,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     data.add_argument("--limit", type=int, default=None, help="only the first K problems")
     run = parser.add_argument_group("test execution")
-    run.add_argument("--sandbox", default=DEFAULT_SANDBOX, choices=("local", "docker", "none", "auto"))
+    run.add_argument("--sandbox", default=DEFAULT_SANDBOX, choices=SANDBOX_NAMES)
     run.add_argument("--workers", type=int, default=None, help="parallel test programs (default: CPU count)")
     run.add_argument(
         "--min-time-limit", type=float, default=DEFAULT_MIN_TIME_LIMIT_S, help="seconds per input, at least"
@@ -62,9 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(run)
     model = run.add_argument_group("model")
     model.add_argument("--model", default=None, help="hub id or local folder (hf), served name (openai)")
-    model.add_argument("--backend", default="hf", choices=("hf", "openai"))
-    model.add_argument("--quantize", default="auto", choices=("none", "auto", "4bit", "8bit"))
-    model.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
+    model.add_argument("--backend", default="hf", choices=BACKEND_NAMES)
+    model.add_argument("--quantize", default="auto", choices=QUANTIZE_CHOICES)
+    model.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES)
     model.add_argument(
         "--base-url", default=None, help="OpenAI-compatible server, e.g. http://localhost:8000/v1"
     )
