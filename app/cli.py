@@ -12,13 +12,11 @@ import os
 import sys
 from dataclasses import dataclass
 
+from interpreter.protocol import EXECUTION_MODES, RENDER_STYLES
 from interpreter.sandboxes.select import SANDBOX_NAMES
 from llm.hf_loading import DTYPE_CHOICES, QUANTIZE_CHOICES
 from llm.models import DEFAULT_MODEL
 from llm.select import BACKEND_NAMES
-
-EXECUTION_MODES = ("auto", "always", "ask")
-RENDER_STYLES = ("demo", "tokens")
 
 DEFAULT_HOST = "127.0.0.1"  # local only: nothing leaves the machine unless the user asks
 DEFAULT_PORT = 7860

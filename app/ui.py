@@ -43,6 +43,7 @@ from app import export
 from app.chat import BusyError, Chat, ChatSessions, LoopRunner, Settings
 from app.files import snapshot_for_download, upload_into
 from app.view import ImageStore, render_turn, render_turns
+from interpreter.protocol import EXECUTION_MODES
 
 log = logging.getLogger("app")
 
@@ -177,7 +178,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                         1, 20, value=d.max_rounds, step=1, label="Max rounds (executions) per message"
                     )
                     execution_mode = gr.Radio(
-                        ["auto", "always", "ask"],
+                        list(EXECUTION_MODES),
                         value=d.execution_mode,
                         label="Execution mode",
                         info="auto: blocks the model marks for running; always: every python block; ask: you approve each",
