@@ -32,20 +32,10 @@ import sys
 import time
 from pathlib import Path
 
+from tests.fixtures.browser import CHROMIUM, CHROMIUM_FLAGS
+
 GOAL_MS = 50.0
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
 
 # Records when the output line "42" first appears in an execution message, and the frame after.
 WATCH_OUTPUT = """
