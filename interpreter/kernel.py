@@ -36,15 +36,19 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-# Execution statuses, one place.
-STATUS_OK = "ok"
-STATUS_ERROR = "error"
-STATUS_TIMEOUT = "timeout"
-STATUS_CRASHED = "crashed"
-STATUS_MEMORY = "memory_limit"
+# The result types live in a leaf module (protocol and training import them without the kernel); they are
+# re-exported here so `from interpreter.kernel import ExecutionResult` keeps working.
+from interpreter.results import (  # noqa: F401 - re-exported
+    STATUS_CRASHED,
+    STATUS_ERROR,
+    STATUS_MEMORY,
+    STATUS_OK,
+    STATUS_TIMEOUT,
+    ExecutionError,
+    ExecutionResult,
+)
 
 # Called with ("stdout" | "stderr", text) as output arrives, so a UI can stream it.
 OutputCallback = Callable[[str, str], None]
@@ -161,30 +165,6 @@ INPUT_MESSAGE = (
     "input() is not available: code runs without a keyboard. Put the values in the code instead "
     "(e.g. replace input() with a literal)."
 )
-
-
-@dataclass
-class ExecutionError:
-    name: str
-    value: str
-    traceback: str  # ANSI colour codes stripped
-
-
-@dataclass
-class ExecutionResult:
-    status: str
-    stdout: str = ""
-    stderr: str = ""
-    # Rich outputs, in order: {"output_type": "execute_result"|"display_data", "data": {mime: value}, "metadata": {...}}
-    outputs: list[dict] = field(default_factory=list)
-    error: ExecutionError | None = None
-    duration_s: float = 0.0
-    state_lost: bool = False  # the kernel was restarted: variables and imports are gone
-    dropped_chars: int = 0  # output beyond the cap, dropped from the middle
-    message: str = ""  # one line for humans, e.g. "timed out after 30 s; kernel restarted, state lost"
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 class KernelStartError(RuntimeError):
