@@ -51,7 +51,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from interpreter.kernel import ExecutionResult
+# The only import of ours: the leaf result types (training imports this module; it must not pull in the kernel).
+from interpreter.results import ExecutionResult, RunRecord
+
+__all__ = ["RunRecord"]  # re-exported: it lived here before interpreter.results
 
 RUN_START = "<API_RUN_START>"  # public (released checkpoints): opens a block the model wants run
 RUN_STOP = "<API_RUN_STOP>"  # public (released checkpoints): closes it; the model's turn ends here
@@ -406,16 +409,6 @@ def truncate_middle(
     return f"{text[:head_chars]}\n...({cut} characters truncated)...\n{tail}"
 
 
-@dataclass
-class RunRecord:
-    """One block of a round and what came of it (`result` is None when it was not run)."""
-
-    language: str
-    code: str
-    result: ExecutionResult | None = None
-    note: str = ""  # why it was not run (shown to the model as stderr), or "" when it ran
-
-
 def result_stdout(result: ExecutionResult) -> str:
     """stdout plus the text form of rich outputs (a notebook's Out[...] and figures' text/plain)."""
     parts = [result.stdout] if result.stdout else []
@@ -494,7 +487,8 @@ def render_result(
 
 
 def validate_dialogue(messages: list[dict]) -> None:
-    """Raise ValueError (one line) unless `messages` is a list of {"role", "content"} dicts of known roles."""
+    """Raise ValueError (one line) unless `messages` is a list of {"role", "content"} dicts of known roles
+    (execution turns may also carry "runs": a list of RUN objects, see `interpreter.dialogue`)."""
     if not isinstance(messages, list):
         raise ValueError(f"a dialogue is a list of messages, got {type(messages).__name__}")
     for i, message in enumerate(messages):
@@ -502,6 +496,12 @@ def validate_dialogue(messages: list[dict]) -> None:
             raise ValueError(f"message {i}: role must be one of {', '.join(ROLES)}")
         if not isinstance(message.get("content"), str):
             raise ValueError(f"message {i}: content must be a string")
+        runs = message.get("runs")
+        if runs is not None:
+            if message["role"] != "execution":
+                raise ValueError(f"message {i}: only execution turns carry runs")
+            if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
+                raise ValueError(f"message {i}: runs must be a list of objects")
 
 
 def wrap_output(content: str) -> str:
@@ -514,12 +514,17 @@ def render_dialogue(
     style: str = "demo",
     system_prompt: str | None = None,
     execution_role: str = "user",
+    head_chars: int = DEFAULT_HEAD_CHARS,
+    tail_chars: int = DEFAULT_TAIL_CHARS,
 ) -> list[dict]:
     """A DESIGN.md dialogue -> the role/content messages a model sees (the backend applies the template).
 
     - `execution` turns become `execution_role` turns (default "user": chat templates of the base models
-      know only system/user/assistant). Style "demo" passes their text as is; style "tokens" wraps it in
-      OUTPUT_START/OUTPUT_STOP (unless it already is).
+      know only system/user/assistant). A turn with structured "runs" is rendered from them in `style`
+      (`render_result`, cut to `head_chars` + `tail_chars`), whatever style it was recorded in: a dialogue
+      recorded in "demo" style renders in "tokens" style with no `result.stdout:` text inside the output
+      tokens. A turn without runs (older files) uses its "content": style "demo" passes it as is; style
+      "tokens" wraps it in OUTPUT_START/OUTPUT_STOP (unless it already is).
     - `system_prompt` is used when the dialogue has no system message of its own; None adds nothing (the
       released checkpoints were run without one, so their template's default applies), "" likewise.
     - Other turns pass through unchanged (assistant turns keep their execution tokens).
@@ -530,14 +535,26 @@ def render_dialogue(
     out: list[dict] = []
     if system_prompt and not any(m["role"] == "system" for m in messages):
         out.append({"role": "system", "content": system_prompt})
-    for message in messages:
+    for i, message in enumerate(messages):
         role, content = message["role"], message["content"]
         if role == "execution":
-            wrapped = content.startswith(OUTPUT_START) and content.rstrip().endswith(OUTPUT_STOP)
-            if style == "tokens" and not wrapped:
-                content = wrap_output(content)
-            elif style == "demo" and wrapped:
-                content = content.strip()[len(OUTPUT_START) : -len(OUTPUT_STOP)].strip("\n")
+            runs = message.get("runs")
+            if runs:
+                try:
+                    records = [RunRecord.from_json(run) for run in runs]
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise ValueError(
+                        f"message {i}: a run is malformed ({type(exc).__name__}: {exc})"
+                    ) from None
+                content = render_result(records, style, head_chars, tail_chars)
+                if style == "tokens":
+                    content = wrap_output(content)
+            else:
+                wrapped = content.startswith(OUTPUT_START) and content.rstrip().endswith(OUTPUT_STOP)
+                if style == "tokens" and not wrapped:
+                    content = wrap_output(content)
+                elif style == "demo" and wrapped:
+                    content = content.strip()[len(OUTPUT_START) : -len(OUTPUT_STOP)].strip("\n")
             role = execution_role
         out.append({"role": role, "content": content})
     return out

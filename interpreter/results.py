@@ -19,6 +19,8 @@ STATUS_TIMEOUT = "timeout"
 STATUS_CRASHED = "crashed"
 STATUS_MEMORY = "memory_limit"
 EXECUTION_STATUSES = (STATUS_OK, STATUS_ERROR, STATUS_TIMEOUT, STATUS_CRASHED, STATUS_MEMORY)
+# A block of a round that was not run (a malformed block, the user declined): only in recorded runs.
+STATUS_NOT_RUN = "not_run"
 
 
 @dataclass
@@ -71,3 +73,29 @@ class RunRecord:
     code: str
     result: ExecutionResult | None = None
     note: str = ""  # why it was not run (shown to the model as stderr), or "" when it ran
+
+    def to_json(self) -> dict:
+        """The dialogue record's RUN object (see `interpreter.dialogue`): flat, with status "not_run" when
+        the block was not run, so a reader needs no knowledge of these classes."""
+        result = self.result
+        if result is None:
+            return {
+                "language": self.language,
+                "code": self.code,
+                "status": STATUS_NOT_RUN,
+                "stdout": "",
+                "stderr": "",
+                "outputs": [],
+                "error": None,
+                "duration_s": 0.0,
+                "note": self.note,
+            }
+        data = result.to_json()
+        return {"language": self.language, "code": self.code, **data, "note": self.note}
+
+    @classmethod
+    def from_json(cls, data: dict) -> RunRecord:
+        """The inverse of `to_json`."""
+        if data["status"] == STATUS_NOT_RUN:
+            return cls(data["language"], data["code"], None, data.get("note", ""))
+        return cls(data["language"], data["code"], ExecutionResult.from_json(data), data.get("note", ""))
