@@ -32,13 +32,13 @@ class GenerationParams:
 class StreamStats:
     """Filled in by a backend during `stream`, for benchmarks and logs."""
 
-    prompt_tokens: int = 0
-    prefill_tokens: int = (
-        0  # prompt tokens actually computed (less than prompt_tokens when a cache was reused)
-    )
-    generated_tokens: int = 0
+    prompt_tokens: int = 0  # the OpenAI backend: the server's count (usage), from the last attempt
+    # prompt tokens actually computed (less than prompt_tokens when a cache was reused)
+    prefill_tokens: int = 0
+    generated_tokens: int = 0  # the OpenAI backend: the server's completion_tokens when it reports usage
     # Why the stream ended: "end_of_turn" | "stop" (a stop string) | "max_tokens" | "cancelled"; "" if unknown.
     stop_reason: str = ""
+    retries: int = 0  # requests made again after a transient failure (the OpenAI backend)
 
 
 class Backend(ABC):

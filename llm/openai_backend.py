@@ -12,20 +12,104 @@ default because servers drop the matched stop string from the output, and the in
 `extra_body` passes server-specific options through (for vLLM: {"skip_special_tokens": false}); when it
 asks for `include_stop_str_in_output` the stops are sent to the server too.
 
-Errors become one-line `BackendError`s: connection refused, a rejected key (401), an unknown model (404).
-Deliberately not here: retries (a chat user can press Retry) and tokenization of chat mode (the server's).
+Transient failures are retried (`RetryPolicy`): 429, 408 and 5xx answers, timeouts, refused and dropped
+connections, and a stream that ends before the reply does. The wait doubles from `base_delay_s` up to
+`max_delay_s`, with jitter so that many concurrent clients do not retry in lockstep; a server's
+Retry-After (seconds or an HTTP date; OpenAI's retry-after-ms too) replaces it, capped at `max_delay_s`.
+A cancel is never followed by a retry, and a cancel during a wait returns at once. A stream that drops
+after some text was already streamed is requested again and the repeated beginning is checked and
+skipped: exact for greedy decoding; a sampled retry that says something else is a one-line error, never
+a reply spliced from two different answers.
+
+Errors become one-line `BackendError`s: connection refused, a rejected key (401), an unknown model (404),
+and a failure that outlasted the retries (saying how many were made). The start-up model check does not
+retry a refused connection: a wrong --base-url should say so at once.
+Deliberately not here: tokenization of chat mode (the server's).
 """
 
 from __future__ import annotations
 
+import email.utils
+import logging
 import os
+import random
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from llm.base import Backend, BackendError, GenerationParams, StreamStats
 from llm.decoding import StopMatcher
 
+log = logging.getLogger(__name__)
+
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_REQUEST_TIMEOUT_S = 600.0  # one request, and the longest silence between two streamed chunks
+DEFAULT_MAX_RETRIES = 5
+DEFAULT_BASE_DELAY_S = 0.5
+DEFAULT_MAX_DELAY_S = 30.0
+RETRYABLE_STATUS = frozenset({408, 429})  # and every 5xx
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How transient failures are retried: up to `max_retries` more attempts (0: none)."""
+
+    max_retries: int = DEFAULT_MAX_RETRIES
+    base_delay_s: float = DEFAULT_BASE_DELAY_S
+    max_delay_s: float = DEFAULT_MAX_DELAY_S
+
+    def __post_init__(self):
+        if self.max_retries < 0 or self.base_delay_s < 0 or self.max_delay_s < 0:
+            raise ValueError(f"retry settings must not be negative: {self}")
+
+    def backoff_s(self, retry: int, rng: random.Random | None = None) -> float:
+        """The wait before retry number `retry` (0-based): exponential, capped, with "equal jitter"."""
+        ceiling = min(self.max_delay_s, self.base_delay_s * 2**retry)
+        # Half fixed, half random: never retries at once, and concurrent clients spread out.
+        return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
+
+
+def retry_after_s(headers, now: float | None = None) -> float | None:
+    """The server's requested wait in seconds (retry-after-ms, or Retry-After in seconds or as an HTTP date)."""
+    if headers is None:
+        return None
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None  # unparseable: fall back to our own backoff
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class _Retryable(Exception):
+    """A failure worth another attempt; `message` is the one line shown if the retries run out."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class _Progress:
+    """What one `stream` call has received so far, kept across retries."""
+
+    def __init__(self) -> None:
+        self.received = ""  # text taken from the server (and fed to the stop matcher)
 
 
 def _first_line(text: str) -> str:
@@ -45,17 +129,20 @@ class OpenAIBackend(Backend):
         tokenizer: str | None = None,
         completions: bool = False,
         extra_body: dict | None = None,
-        timeout_s: float = 600.0,
+        timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
+        retry: RetryPolicy | None = None,
     ):
         import openai
 
         self._openai = openai
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.timeout_s = timeout_s
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         self.api_key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"  # local servers want any string
         self.completions = completions
         self.extra_body = dict(extra_body or {})
         self.notice = ""
-        # No silent retries: a refused connection or a bad key should say so at once.
+        # The client's own retries are off: ours (see RetryPolicy) know about cancels and log each wait.
         self.client = openai.OpenAI(
             base_url=self.base_url, api_key=self.api_key, timeout=timeout_s, max_retries=0
         )
@@ -100,12 +187,23 @@ class OpenAIBackend(Backend):
 
     def _check_model(self, model: str | None) -> str:
         """The model to use: `model` when the server serves it, else the server's first (when none named)."""
-        try:
-            served = [m.id for m in self.client.models.list()]
-        except self._openai.NotFoundError:
-            served = None  # the server has no model list; trust the name given
-        except self._openai.OpenAIError as exc:
-            raise self._error(exc, model) from exc
+        served = None
+        for retry in range(self.retry.max_retries + 1):
+            try:
+                served = [m.id for m in self.client.models.list()]
+                break
+            except self._openai.NotFoundError:
+                break  # the server has no model list; trust the name given
+            except self._openai.APIStatusError as exc:
+                # A busy or restarting server (429, 5xx) is waited for; any other answer is final.
+                if not self._retryable_status(exc.status_code) or retry == self.retry.max_retries:
+                    raise self._error(exc, model) from exc
+                wait = retry_after_s(exc.response.headers)
+                time.sleep(
+                    min(wait, self.retry.max_delay_s) if wait is not None else self.retry.backoff_s(retry)
+                )
+            except self._openai.OpenAIError as exc:
+                raise self._error(exc, model) from exc
         if model is None:
             if not served:
                 raise BackendError(f"the server at {self.base_url} lists no models; pass --model NAME")
@@ -165,6 +263,21 @@ class OpenAIBackend(Backend):
         text = choice.text if completions else (choice.delta.content if choice.delta else None)
         return text or "", choice.finish_reason
 
+    @staticmethod
+    def _retryable_status(status: int) -> bool:
+        return status in RETRYABLE_STATUS or status >= 500
+
+    def _classify(self, exc: Exception) -> Exception:
+        """A `_Retryable` for a transient failure, else the one-line BackendError to raise."""
+        o = self._openai
+        if isinstance(exc, o.APIConnectionError):  # refused, reset, or timed out (APITimeoutError)
+            return _Retryable(str(self._error(exc)))
+        if isinstance(exc, o.APIStatusError) and self._retryable_status(exc.status_code):
+            return _Retryable(str(self._error(exc)), retry_after_s(exc.response.headers))
+        if isinstance(exc, o.OpenAIError):
+            return self._error(exc)
+        return exc
+
     def stream(
         self,
         messages: list[dict],
@@ -175,12 +288,58 @@ class OpenAIBackend(Backend):
         stats = stats if stats is not None else StreamStats()
         stats.generated_tokens = 0
         stats.stop_reason = ""
+        stats.retries = 0
         matcher = StopMatcher(params.stop)
+        progress = _Progress()
+        retries = 0
+        while True:
+            if cancel is not None and cancel.is_set():
+                stats.stop_reason = "cancelled"
+                return
+            try:
+                yield from self._attempt(messages, params, cancel, stats, matcher, progress)
+                return
+            except _Retryable as failure:
+                if cancel is not None and cancel.is_set():
+                    stats.stop_reason = "cancelled"
+                    return
+                if retries >= self.retry.max_retries:
+                    made = f"after {retries} retries" if retries else "(retries are off)"
+                    raise BackendError(f"{failure.message}; gave up {made}") from None
+                if failure.retry_after is not None:
+                    wait = min(failure.retry_after, self.retry.max_delay_s)
+                else:
+                    wait = self.retry.backoff_s(retries)
+                retries += 1
+                stats.retries = retries
+                log.warning(
+                    "%s; retry %d of %d in %.1f s", failure.message, retries, self.retry.max_retries, wait
+                )
+                if cancel is not None:
+                    if cancel.wait(wait):  # a cancel during the wait returns at once
+                        stats.stop_reason = "cancelled"
+                        return
+                else:
+                    time.sleep(wait)
+
+    def _attempt(
+        self,
+        messages: list[dict],
+        params: GenerationParams,
+        cancel: threading.Event | None,
+        stats: StreamStats,
+        matcher: StopMatcher,
+        progress: _Progress,
+    ) -> Iterator[str]:
+        """One request. Raises `_Retryable` for a transient failure; returns when the reply is complete."""
         try:
             response = self._request(messages, params)
         except self._openai.OpenAIError as exc:
-            raise self._error(exc) from exc
+            raise self._classify(exc) from exc
+        # A retried request repeats what the dropped one already streamed: check it and skip it.
+        replay, replayed = progress.received, 0
         finished = threading.Event()
+        ended = False
         if cancel is not None:
             # Closing the response from another thread unblocks a read that waits on a slow server.
             watcher = threading.Thread(
@@ -194,12 +353,21 @@ class OpenAIBackend(Backend):
                     return
                 if getattr(chunk, "usage", None):
                     stats.prompt_tokens = chunk.usage.prompt_tokens or 0
-                    stats.prefill_tokens = (
-                        stats.prompt_tokens
-                    )  # the server's prefix cache is not visible here
+                    # the server's prefix cache is not visible here
+                    stats.prefill_tokens = stats.prompt_tokens
                     stats.generated_tokens = chunk.usage.completion_tokens or stats.generated_tokens
                 delta, finish = self._delta(chunk, self.completions)
+                if delta and replayed < len(replay):
+                    expected = replay[replayed : replayed + len(delta)]
+                    if not delta.startswith(expected):
+                        raise BackendError(
+                            f"the connection to {self.base_url} dropped mid-reply and the retried reply differs "
+                            "from what was already streamed (sampling?); ask again"
+                        )
+                    replayed += len(expected)
+                    delta = delta[len(expected) :]
                 if delta:
+                    progress.received += delta
                     stats.generated_tokens += 1
                     text, stopped = matcher.feed(delta)
                     if text:
@@ -208,23 +376,37 @@ class OpenAIBackend(Backend):
                         stats.stop_reason = "stop"
                         return
                 if finish:
+                    ended = True
                     stats.stop_reason = {"length": "max_tokens", "stop": "end_of_turn"}.get(finish, finish)
-        except self._openai.OpenAIError as exc:
-            if cancel is not None and cancel.is_set():
-                stats.stop_reason = "cancelled"
-                return
-            raise self._error(exc) from exc
-        except Exception:
+        except BackendError:
+            raise
+        except Exception as exc:
             # httpx raises on a read from a response closed by the cancel watcher
             if cancel is not None and cancel.is_set():
                 stats.stop_reason = "cancelled"
                 return
-            raise
+            o = self._openai
+            if isinstance(exc, o.APIConnectionError) and not isinstance(exc, o.APITimeoutError):
+                # the client reports a reset while reading an open stream as a connection error
+                raise _Retryable(f"the connection to {self.base_url} dropped mid-reply") from exc
+            classified = self._classify(exc)
+            if classified is exc:
+                raise
+            raise classified from exc
         finally:
             finished.set()
             response.close()
         if cancel is not None and cancel.is_set():
             stats.stop_reason = "cancelled"
+            return
+        if not ended:
+            # A server that dies mid-reply may close the connection cleanly: the stream just stops.
+            raise _Retryable(f"the server at {self.base_url} closed the stream before the reply ended")
+        if replayed < len(replay):
+            raise BackendError(
+                f"the connection to {self.base_url} dropped mid-reply and the retried reply is shorter than "
+                "what was already streamed; ask again"
+            )
 
     @staticmethod
     def _close_on_cancel(response, cancel: threading.Event, finished: threading.Event) -> None:

@@ -1,5 +1,7 @@
 """The openai backend against a real local HTTP server speaking the OpenAI streaming wire format."""
 
+import email.utils
+import random
 import threading
 import time
 
@@ -7,7 +9,8 @@ import pytest
 
 from interpreter.protocol import RUN_START, RUN_STOP
 from llm.base import BackendError, GenerationParams, StreamStats
-from llm.openai_backend import OpenAIBackend
+from llm.openai_backend import OpenAIBackend, RetryPolicy, retry_after_s
+from tests.fixtures.openai_server import Failure
 
 REPLY = f"Let me run it.\n{RUN_START}```python\nprint(6*7)\n```{RUN_STOP}"
 
@@ -161,3 +164,146 @@ def test_extra_body_is_sent_and_server_side_stops_only_when_it_keeps_them(openai
     request = openai_server.requests[-1]
     assert request["skip_special_tokens"] is False and request["include_stop_str_in_output"] is True
     assert request["stop"] == [RUN_STOP]
+
+
+# -- retries ------------------------------------------------------------------------------------------
+
+
+def fast_retries(max_retries: int = 3) -> RetryPolicy:
+    return RetryPolicy(max_retries=max_retries, base_delay_s=0.01, max_delay_s=10.0)
+
+
+def ask(b: OpenAIBackend, stats: StreamStats | None = None, cancel=None) -> str:
+    return "".join(b.stream([{"role": "user", "content": "x"}], GenerationParams(), cancel, stats))
+
+
+def test_500_and_429_are_retried_and_the_reply_arrives_once(openai_server):
+    openai_server.reply = ["all ", "good"]
+    openai_server.failures = [Failure(status=500), Failure(status=429), Failure(status=503)]
+    stats = StreamStats()
+    assert ask(backend(openai_server, retry=fast_retries()), stats) == "all good"
+    assert stats.retries == 3
+    assert stats.stop_reason == "end_of_turn"
+    assert len(openai_server.requests) == 4  # the model list is a GET, not counted
+
+
+def test_usage_from_the_server_is_reported(openai_server):
+    openai_server.reply = ["a", "b", "c"]
+    stats = StreamStats()
+    ask(backend(openai_server), stats)
+    assert openai_server.requests[-1]["stream_options"] == {"include_usage": True}
+    assert (stats.prompt_tokens, stats.generated_tokens) == (7, 3)  # the server's usage chunk
+
+
+@pytest.mark.parametrize("when", ["seconds", "http-date"])
+def test_retry_after_is_honoured(openai_server, when):
+    # Our own backoff would wait ~10 ms; the server asks for a second.
+    value = "1" if when == "seconds" else email.utils.formatdate(time.time() + 2, usegmt=True)
+    openai_server.failures = [Failure(status=429, retry_after=value)]
+    assert ask(backend(openai_server, retry=fast_retries())) == "Hello there."
+    first, second = openai_server.request_times
+    assert second - first >= 0.95
+
+
+def test_retry_after_parsing():
+    assert retry_after_s({"retry-after": "3"}) == 3.0
+    assert retry_after_s({"retry-after-ms": "250"}) == 0.25
+    assert retry_after_s({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, now=1445412470.0) == 10.0
+    assert retry_after_s({"retry-after": "soon"}) is None
+    assert retry_after_s({}) is None
+
+
+def test_backoff_doubles_with_jitter_up_to_the_cap():
+    policy = RetryPolicy(max_retries=10, base_delay_s=1.0, max_delay_s=5.0)
+    rng = random.Random(0)
+    for retry, ceiling in [(0, 1.0), (1, 2.0), (2, 4.0), (3, 5.0), (8, 5.0)]:
+        waits = {policy.backoff_s(retry, rng) for _ in range(20)}
+        assert all(ceiling / 2 <= w <= ceiling for w in waits)
+        assert len(waits) > 1  # jittered
+
+
+def test_gives_up_after_max_retries_with_one_line(openai_server):
+    openai_server.failures = [Failure(status=500)] * 5
+    with pytest.raises(BackendError, match=r"answered 500: .*gave up after 2 retries") as err:
+        ask(backend(openai_server, retry=fast_retries(2)))
+    assert "\n" not in str(err.value)
+    assert len(openai_server.requests) == 3
+
+
+def test_no_retries_when_off(openai_server):
+    openai_server.failures = [Failure(status=503)]
+    with pytest.raises(BackendError, match=r"503.*retries are off"):
+        ask(backend(openai_server, retry=fast_retries(0)))
+    assert len(openai_server.requests) == 1
+
+
+def test_a_cancel_during_the_wait_returns_at_once_and_never_retries(openai_server):
+    openai_server.failures = [Failure(status=429, retry_after="8")]
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    stats = StreamStats()
+    start = time.monotonic()
+    assert ask(backend(openai_server, retry=fast_retries()), stats, cancel) == ""
+    assert time.monotonic() - start < 2.0
+    assert stats.stop_reason == "cancelled"
+    assert len(openai_server.requests) == 1
+
+
+def test_a_cancel_during_a_failing_request_is_not_followed_by_a_retry(openai_server):
+    openai_server.failures = [Failure(status=500, stall_s=0.6)]
+    cancel = threading.Event()
+    threading.Timer(0.2, cancel.set).start()
+    stats = StreamStats()
+    assert ask(backend(openai_server, retry=fast_retries()), stats, cancel) == ""
+    time.sleep(0.8)  # time for the failing answer and a (wrong) retry to arrive
+    assert stats.stop_reason == "cancelled"
+    assert len(openai_server.requests) == 1
+
+
+@pytest.mark.parametrize("how", ["drop_after", "close_after"])
+def test_a_stream_dropped_mid_reply_is_resumed_without_repeating_text(openai_server, how, caplog):
+    openai_server.reply = split_everywhere(REPLY, 4)
+    openai_server.failures = [Failure(**{how: 5})]
+    stats = StreamStats()
+    chunks = list(
+        backend(openai_server, retry=fast_retries()).stream(
+            [{"role": "user", "content": "print"}], GenerationParams(stop=[RUN_STOP]), stats=stats
+        )
+    )
+    assert "".join(chunks) == REPLY
+    assert stats.retries == 1 and stats.stop_reason == "stop"
+    why = "dropped mid-reply;" if how == "drop_after" else "closed the stream before the reply ended"
+    assert why in caplog.text  # the failure happened mid-stream, after text had arrived
+
+
+def test_a_retried_reply_that_differs_is_an_error_not_a_splice(openai_server):
+    replies = iter([["first ", "answer ", "A"], ["second ", "answer ", "B"]])
+    openai_server.reply_for = lambda body: next(replies)
+    openai_server.failures = [Failure(drop_after=2)]
+    got = []
+    with pytest.raises(BackendError, match="retried reply differs"):
+        for piece in backend(openai_server, retry=fast_retries()).stream(
+            [{"role": "user", "content": "x"}], GenerationParams(temperature=1.0)
+        ):
+            got.append(piece)
+    assert "".join(got) == "first answer "  # what arrived before the drop, nothing of the second reply
+
+
+def test_a_request_timeout_is_retried(openai_server):
+    openai_server.failures = [Failure(stall_s=1.5)]
+    stats = StreamStats()
+    assert ask(backend(openai_server, retry=fast_retries(), timeout_s=0.5), stats) == "Hello there."
+    assert stats.retries == 1
+
+
+def test_a_server_gone_mid_session_is_retried_then_a_one_line_error(openai_server):
+    b = backend(openai_server, retry=fast_retries(1))
+    openai_server.stop()
+    with pytest.raises(BackendError, match=r"cannot connect .*gave up after 1 retries") as err:
+        ask(b)
+    assert "\n" not in str(err.value)
+
+
+def test_the_model_check_waits_for_a_busy_server(openai_server):
+    openai_server.failures = [Failure(status=503)]  # only generation requests take failures
+    assert backend(openai_server, retry=fast_retries()).model == "tiny-autocoder"
