@@ -116,6 +116,7 @@ ApproveCallback = Callable[[Block], "str | None"]
 TurnEndHook = Callable[[list[dict]], "str | None"]
 
 DECLINED_NOTE = "The user chose not to run this code."
+DEFAULT_MAX_ROUNDS = 3  # executions fed back per question, as in the original demo (its MAX_TRY)
 
 
 @dataclass
@@ -123,7 +124,9 @@ class LoopConfig:
     # Opaque generation parameters handed to `backend.stream` (e.g. llm.base.GenerationParams). The loop
     # only copies it and, when blocks end the turn, adds RUN_STOP to a copy of its `stop` list.
     generation: Any = None
-    max_rounds: int = 3  # executions fed back to the model (the demo's MAX_TRY); 0 runs nothing
+    max_rounds: int = (
+        DEFAULT_MAX_ROUNDS  # executions fed back to the model (the demo's MAX_TRY); 0 runs nothing
+    )
     execution_mode: str = "auto"  # protocol.EXECUTION_MODES
     render_style: str = "demo"  # protocol.RENDER_STYLES: "demo" for released checkpoints, "tokens" for ours
     head_chars: int = protocol.DEFAULT_HEAD_CHARS  # model-visible output: first chars kept per stream
