@@ -29,6 +29,7 @@ import ast
 import gzip
 import hashlib
 import json
+import math
 import os
 import random
 import re
@@ -40,6 +41,8 @@ from pathlib import Path
 
 # Magicoder's OSS-Instruct took 1-15 consecutive lines of a file as a seed.
 MAX_WINDOW_LINES = 15
+# One random window per this many lines of a file (rounded up), as well as its functions and classes.
+LINES_PER_WINDOW = 40
 # A function or class longer than this is too long to be a seed on its own; a line window covers it instead.
 MAX_DEFINITION_LINES = 80
 # Shorter snippets (after stripping) carry too little to propose a problem from.
@@ -51,6 +54,11 @@ _JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson")
 _PARQUET_SUFFIXES = (".parquet",)
 # Folders that are never part of the tree's own code.
 _SKIPPED_DIRS = frozenset({"site-packages", "dist-packages", "__pycache__", "node_modules"})
+# The standard library's own test suites: deliberately odd code (bad syntax, odd encodings), not seed material.
+_STDLIB_SKIPPED_DIRS = _SKIPPED_DIRS | {"test", "tests", "idle_test"}
+# Files whose snippets are interleaved (the first of each file, then the second...), so that a small limit
+# takes one or two snippets from each of many modules rather than all of one module.
+_INTERLEAVED_FILES = 64
 _LICENCE_FILES = (
     "LICENSE",
     "LICENSE.txt",
@@ -350,11 +358,11 @@ def stdlib_dir() -> Path:
     return Path(sysconfig.get_paths()["stdlib"])
 
 
-def _python_files(root: Path) -> list[Path]:
+def _python_files(root: Path, skipped: frozenset[str] = _SKIPPED_DIRS) -> list[Path]:
     files = []
     for folder, dirs, names in os.walk(root):
         # Sorted and pruned in place: the walk order is the same on every machine.
-        dirs[:] = sorted(d for d in dirs if d not in _SKIPPED_DIRS and not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if d not in skipped and not d.startswith("."))
         files.extend(Path(folder) / n for n in sorted(names) if n.endswith(".py"))
     return files
 
@@ -366,9 +374,9 @@ def _definitions(tree: ast.AST) -> Iterator[ast.FunctionDef | ast.AsyncFunctionD
 
 
 def _file_snippets(
-    source: str, rng: random.Random, windows: int, max_definition_lines: int
+    source: str, rng: random.Random, lines_per_window: int, max_definition_lines: int
 ) -> list[tuple[int, int, str]]:
-    """(first line, last line, text) of the file's functions/classes and `windows` random line windows."""
+    """(first line, last line, text) of the file's functions/classes and its random line windows."""
     lines = source.splitlines()
     snippets: list[tuple[int, int, str]] = []
     try:
@@ -381,7 +389,8 @@ def _file_snippets(
             last = node.end_lineno or node.lineno
             if last - first + 1 <= max_definition_lines:
                 snippets.append((first, last, textwrap.dedent("\n".join(lines[first - 1 : last]))))
-    for _ in range(windows if lines else 0):
+    windows = math.ceil(len(lines) / lines_per_window) if lines_per_window > 0 else 0
+    for _ in range(windows):
         size = rng.randint(1, MAX_WINDOW_LINES)
         start = rng.randint(0, max(0, len(lines) - size))
         text = textwrap.dedent("\n".join(lines[start : start + size]))
@@ -411,17 +420,19 @@ def seeds_from_source(
     *,
     limit: int | None = None,
     seed: int = 0,
-    windows_per_file: int = 2,
+    lines_per_window: int = LINES_PER_WINDOW,
     max_definition_lines: int = MAX_DEFINITION_LINES,
     min_chars: int = MIN_SNIPPET_CHARS,
 ) -> list[Seed]:
     """OSS-Instruct-style snippets from the Python files under `dir` (default: the standard library).
 
-    Files are visited in an order shuffled by `seed`, each yielding its functions and classes (at most
-    `max_definition_lines` lines, with their decorators) and `windows_per_file` windows of 1-15 consecutive
-    lines, in an order also drawn from `seed` and the file's path; so the result depends only on the tree and
-    `seed`, and a `limit` takes a spread of files rather than the first few. Snippets shorter than `min_chars`
-    (stripped) are skipped; repeats are dropped.
+    Files are visited in an order shuffled by `seed`, each giving its functions and classes (at most
+    `max_definition_lines` lines, with their decorators) and a window of 1-15 consecutive lines per
+    `lines_per_window` lines of the file (0: no windows), in an order also drawn from `seed` and the file's path; snippets of 64 files at a time are
+    interleaved. So the result depends only on the tree and `seed`, and a `limit` takes a spread of modules
+    rather than all of one. Snippets shorter than `min_chars` (stripped) are skipped; repeats are dropped.
+    Folders named site-packages, dist-packages, __pycache__, node_modules or starting with a dot are skipped,
+    and for the standard library also its test suites (test, tests, idle_test).
     """
     if limit is not None and limit < 0:
         raise SeedError(f"limit must be >= 0, got {limit}")
@@ -429,25 +440,31 @@ def seeds_from_source(
     root = stdlib_dir() if stdlib else Path(dir)
     if not root.is_dir():
         raise SeedError(f"{root}: no such folder")
-    files = _python_files(root)
+    files = _python_files(root, _STDLIB_SKIPPED_DIRS if stdlib else _SKIPPED_DIRS)
     if not files:
         raise SeedError(f"{root}: no .py files under this folder")
     random.Random(f"files:{seed}").shuffle(files)
     label = f"python{sysconfig.get_python_version()}-stdlib" if stdlib else str(dir)
     cache: dict[Path, str] = {}
 
+    def of_file(path: Path) -> list[Seed]:
+        relative = path.relative_to(root).as_posix()
+        source = _read_source(path)
+        if source is None:
+            return []
+        licence = STDLIB_LICENCE if stdlib else detect_licence(path.parent, cache)
+        rng = random.Random(f"{seed}:{relative}")
+        found = []
+        for first, last, text in _file_snippets(source, rng, lines_per_window, max_definition_lines):
+            text = text.strip("\n")
+            if len(text.strip()) >= min_chars:
+                found.append(Seed(seed_id(text), text, f"{label}/{relative}:{first}-{last}", licence))
+        return found
+
     def generate() -> Iterator[Seed]:
-        for path in files:
-            relative = path.relative_to(root).as_posix()
-            source = _read_source(path)
-            if source is None:
-                continue
-            licence = STDLIB_LICENCE if stdlib else detect_licence(path.parent, cache)
-            rng = random.Random(f"{seed}:{relative}")
-            for first, last, text in _file_snippets(source, rng, windows_per_file, max_definition_lines):
-                text = text.strip("\n")
-                if len(text.strip()) < min_chars:
-                    continue
-                yield Seed(seed_id(text), text, f"{label}/{relative}:{first}-{last}", licence)
+        for start in range(0, len(files), _INTERLEAVED_FILES):
+            group = [of_file(path) for path in files[start : start + _INTERLEAVED_FILES]]
+            for rank in range(max(map(len, group), default=0)):
+                yield from (snippets[rank] for snippets in group if rank < len(snippets))
 
     return _unique(generate(), limit)
