@@ -54,6 +54,7 @@ from interpreter.results import (  # noqa: F401 - re-exported
 OutputCallback = Callable[[str, str], None]
 
 DEFAULT_OUTPUT_CAP_CHARS = 100_000
+DEFAULT_EXECUTION_TIMEOUT_S = 30.0  # seconds one execution may run; the one default for every caller
 # Rich outputs (images, html) beyond this many characters per execution are replaced by a note.
 RICH_OUTPUT_CAP_CHARS = 20_000_000
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
@@ -375,7 +376,7 @@ class KernelSession:
         sandbox,
         dirs,
         *,
-        timeout_s: float = 30,
+        timeout_s: float = DEFAULT_EXECUTION_TIMEOUT_S,
         output_cap_chars: int = DEFAULT_OUTPUT_CAP_CHARS,
         interrupt_grace_s: float = INTERRUPT_GRACE_S,
         startup_timeout_s: float = STARTUP_TIMEOUT_S,

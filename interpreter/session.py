@@ -22,6 +22,7 @@ import weakref
 from pathlib import Path
 
 from interpreter.kernel import (
+    DEFAULT_EXECUTION_TIMEOUT_S,
     DEFAULT_OUTPUT_CAP_CHARS,
     STATUS_ERROR,
     ExecutionError,
@@ -72,7 +73,7 @@ class Session:
         sandbox: Sandbox,
         *,
         base_dir: str | Path | None = None,
-        timeout_s: float = 30,
+        timeout_s: float = DEFAULT_EXECUTION_TIMEOUT_S,
         output_cap_chars: int = DEFAULT_OUTPUT_CAP_CHARS,
     ) -> None:
         self.sandbox = sandbox
