@@ -8,19 +8,16 @@ a model, start a sandbox or open a port (see `app.__main__`).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass
 
+from interpreter.loop import DEFAULT_MAX_ROUNDS
 from interpreter.protocol import EXECUTION_MODES, RENDER_STYLES
 from interpreter.sandboxes.select import SANDBOX_NAMES
-from llm.hf_loading import DTYPE_CHOICES, QUANTIZE_CHOICES
-from llm.models import DEFAULT_MODEL
-from llm.select import BACKEND_NAMES
+from llm.options import add_backend_arguments, check_backend_args
 
 DEFAULT_HOST = "127.0.0.1"  # local only: nothing leaves the machine unless the user asks
 DEFAULT_PORT = 7860
-DEFAULT_MAX_ROUNDS = 3  # as in the original AutoCoder demo
 DEFAULT_IDLE_TIMEOUT_S = 1800
 DEFAULT_CONCURRENCY = 2
 
@@ -95,42 +92,7 @@ def build_parser() -> OneLineParser:
         description="AutoCoder chat: a browser chat whose model runs the code it writes in a sandboxed kernel.",
     )
     model = parser.add_argument_group("model")
-    model.add_argument(
-        "--model",
-        default=None,
-        help=f"hub id or local folder of the model (default: {DEFAULT_MODEL}; where no GPU or hub is "
-        "available, a small stand-in model is used and the UI says so)",
-    )
-    model.add_argument(
-        "--backend",
-        choices=BACKEND_NAMES,
-        default="hf",
-        help="hf: transformers in this process; openai: any OpenAI-compatible server (see --base-url)",
-    )
-    model.add_argument(
-        "--quantize",
-        choices=QUANTIZE_CHOICES,
-        default="auto",
-        help="hf backend: 4bit/8bit through bitsandbytes; auto picks 4bit when the GPU is too small for bf16",
-    )
-    model.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto", help="hf backend: weights' dtype")
-    model.add_argument(
-        "--base-url", default=None, help="openai backend: server URL, e.g. http://localhost:8000/v1"
-    )
-    model.add_argument(
-        "--api-key",
-        default=None,
-        help="openai backend: API key (default: the OPENAI_API_KEY environment variable)",
-    )
-    model.add_argument(
-        "--completions",
-        action="store_true",
-        help="openai backend: use the raw /v1/completions endpoint (prompt rendered with --tokenizer's chat "
-        "template) for servers whose chat endpoint strips the execution tokens",
-    )
-    model.add_argument(
-        "--tokenizer", default=None, help="openai backend with --completions: tokenizer folder or hub id"
-    )
+    add_backend_arguments(model)  # --backend --model --base-url --api-key(-file) ... (llm.options)
     model.add_argument(
         "--system-prompt", default=None, help="system prompt put at the start of every chat (default: none)"
     )
@@ -215,14 +177,8 @@ def build_parser() -> OneLineParser:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.backend == "openai" and not args.base_url and not os.environ.get("OPENAI_BASE_URL"):
-        parser.error("--backend openai needs --base-url URL (or OPENAI_BASE_URL)")
-    if args.backend != "openai" and (args.base_url or args.api_key or args.completions or args.tokenizer):
-        parser.error("--base-url/--api-key/--completions/--tokenizer only apply to --backend openai")
-    if args.completions and not args.tokenizer:
-        parser.error(
-            "--completions needs --tokenizer (a folder or hub id whose chat template renders the prompt)"
-        )
-    if args.api_key is None:
-        args.api_key = os.environ.get("OPENAI_API_KEY")
+    try:
+        check_backend_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
     return args

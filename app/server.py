@@ -41,18 +41,9 @@ def quiet_gradio_environment() -> None:
 
 
 def load_backend(args: argparse.Namespace) -> Any:
-    from llm.select import load_backend as select_backend
+    from llm.options import backend_from_args
 
-    return select_backend(
-        backend=args.backend,
-        model=args.model,
-        quantize=args.quantize,
-        dtype=args.dtype,
-        base_url=args.base_url,
-        api_key=args.api_key,
-        tokenizer=args.tokenizer,
-        completions=args.completions,
-    )
+    return backend_from_args(args)
 
 
 def make_kernel_starter(args: argparse.Namespace) -> tuple[Any, Any, Any]:

@@ -72,6 +72,7 @@ LANGUAGE_ALIASES = {
     "python": "python",
     "python3": "python",
     "py": "python",
+    "ipython": "python",
     "sh": "sh",
     "bash": "sh",
     "shell": "sh",

@@ -30,10 +30,8 @@ from interpreter.kernel import (
     KernelSession,
     OutputCallback,
 )
+from interpreter.protocol import normalize_language
 from interpreter.sandboxes.base import Sandbox, SessionDirs
-
-PYTHON_LANGUAGES = frozenset({"python", "py", "python3", "ipython"})
-SHELL_LANGUAGES = frozenset({"sh", "bash", "shell", "console"})
 
 OWNER_FILE = "owner"
 
@@ -119,13 +117,14 @@ class Session:
         """Run one block the model asked for and return its result (never raises for bad code)."""
         if self._closed:
             return ExecutionResult(status=STATUS_ERROR, message="the session is closed; start a new one")
-        lang = (language or "python").strip().lower()
+        # One table of language names (the detector's): a block the loop handed over is already normalised.
+        lang = normalize_language(language or "python")
         timeout = self.timeout_s if timeout_s is None else timeout_s
-        if lang in PYTHON_LANGUAGES:
+        if lang == "python":
             if self.kernel.process is None:
                 self.start()
             return self.kernel.execute(code, on_output=on_output, timeout_s=timeout)
-        if lang in SHELL_LANGUAGES:
+        if lang == "sh":
             from interpreter.packages import run_sh_block  # written alongside; imported when needed
 
             return run_sh_block(
@@ -148,6 +147,19 @@ class Session:
     def interrupt(self) -> None:
         """Stop what the kernel runs now (the stop button); state is kept."""
         self.kernel.interrupt()
+
+    def kill(self) -> bool:
+        """Kill the kernel process now, for code that ignores `interrupt`: a running `run_block` notices the
+        death, starts a fresh kernel and reports the state as lost. False when no kernel process runs."""
+        process = self.kernel.process
+        if process is None or not process.is_alive():
+            return False
+        process.kill()
+        return True
+
+    def is_alive(self) -> bool:
+        """Whether the session is open and its kernel process runs (False before the first python block)."""
+        return not self._closed and self.kernel.is_alive()
 
     def restart(self) -> None:
         """A fresh kernel: variables and imports are gone, files in the workdir stay."""
