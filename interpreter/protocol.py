@@ -17,9 +17,11 @@ This module is the only place that spells the four tokens; everything else impor
 What it does
 ------------
 - `BlockDetector`: an incremental detector fed text chunks of any size (a token may be split across
-  chunks). It hands back, in order, the text it has consumed (`Text`, exact slices of the input), the
-  blocks it found (`Block`) and notes about malformed output (`Note`). Feeding a text in any chunking
-  gives the same blocks and notes as feeding it whole.
+  chunks). It hands back, in order, the text it has consumed (`Text`, exact slices of the input), where
+  a block begins (`Opened`, between the prose and the opening token or fence), the blocks it found
+  (`Block`) and notes about malformed output (`Note`); `open_block()` says the language and code so far
+  of a block still being written. Feeding a text in any chunking gives the same blocks, openings and
+  notes as feeding it whole.
 - `render_result`: what the model sees of one round's executions, truncated (head and tail).
 - `render_dialogue`: a DESIGN.md dialogue (system/user/assistant/execution) -> the messages a model sees.
 
@@ -124,7 +126,14 @@ class Block:
         return not self.problem
 
 
-DetectorEvent = Text | Note | Block
+@dataclass(frozen=True)
+class Opened:
+    """A block begins: the `Text` before it is prose, the `Text` from here to its `Block` is the block."""
+
+    wrapped: bool = True  # False: a bare ```python fence (in "always" mode)
+
+
+DetectorEvent = Text | Note | Block | Opened
 
 
 def normalize_language(tag: str) -> str | None:
@@ -186,6 +195,30 @@ class BlockDetector:
             events += self._emit_to(len(self._text))
         self._state = _OUT
         return events
+
+    def open_block(self) -> tuple[str, str] | None:
+        """(language, code so far) of the block being written, from the text handed back so far; None
+        outside a block. The language is the runnable name when known ("python", "sh"), else the fence
+        tag as written ("" until the fence line is complete); the code lacks a closing fence in progress."""
+        if self._state == _OUT or self._finished:
+            return None
+        body = self._text[self._body_start : self._emitted]
+        if self._state == _BARE:
+            language, code = DEFAULT_LANGUAGE, body
+        else:
+            body = body.lstrip()
+            if not body.startswith("```"):
+                return "", ""
+            first, newline, code = body[3:].partition("\n")
+            if not newline:
+                return "", ""
+            tag = (first.split() or [""])[0]
+            language = normalize_language(tag) or tag or DEFAULT_LANGUAGE
+        # A closing fence being written ("`", "``", "```" at the start of the last line) is not code.
+        last_line_start = code.rfind("\n") + 1
+        if code[last_line_start:].strip() and not code[last_line_start:].strip().strip("`"):
+            code = code[:last_line_start]
+        return language, code.rstrip("\n")
 
     # -- scanning ---------------------------------------------------------------------------------------
 
@@ -259,7 +292,7 @@ class BlockDetector:
             self._state = _IN
             self._block_start = index
             self._body_start = self._pos = index + len(RUN_START)
-            return self._emit_to(self._pos)
+            return [*self._emit_to(index), Opened(True), *self._emit_to(self._pos)]
         if kind == "stray":
             self._pos = index + len(RUN_STOP)
             return [
@@ -269,7 +302,7 @@ class BlockDetector:
         self._state = _BARE
         self._block_start = index
         self._body_start = self._pos = match.end()
-        return self._emit_to(self._pos)
+        return [*self._emit_to(index), Opened(False), *self._emit_to(self._pos)]
 
     def _scan_in(self, final: bool) -> list[DetectorEvent] | None:
         text, pos = self._text, self._pos
@@ -290,7 +323,12 @@ class BlockDetector:
             )
             self._block_start = index
             self._body_start = self._pos = index + len(RUN_START)
-            return [*self._emit_to(self._pos), Note("duplicate_start", message)]
+            return [
+                *self._emit_to(index),
+                Note("duplicate_start", message),
+                Opened(True),
+                *self._emit_to(self._pos),
+            ]
         end = index + len(RUN_STOP)
         self._pos = end
         self._state = _OUT

@@ -20,6 +20,7 @@ from interpreter.protocol import (
     Block,
     BlockDetector,
     Note,
+    Opened,
     RunRecord,
     Text,
     block_text,
@@ -141,8 +142,40 @@ def test_a_token_split_across_chunks_is_found():
 def test_text_after_a_block_comes_after_the_block_event():
     events = run_chunks([block_text("python", "x = 1") + "trailing text"], False)
     kinds = [type(e).__name__ for e in merged(events)]
-    assert kinds == ["Text", "Block", "Text"]
-    assert merged(events)[0].text.endswith(RUN_STOP)
+    assert kinds == ["Opened", "Text", "Block", "Text"]
+    assert merged(events)[1].text.endswith(RUN_STOP)
+
+
+def test_opened_sits_between_the_prose_and_the_opening_token():
+    text = "Let me run it.\n" + block_text("python", "x = 1")
+    for chunks in ([text], list(text)):
+        events = merged(run_chunks(chunks, False))
+        assert events[:2] == [Text("Let me run it.\n"), Opened(True)]
+        assert events[2].text.startswith(RUN_START)
+    bare = "Here:\n```python\nx = 1\n```\nDone."
+    events = merged(run_chunks(list(bare), True))
+    assert events[:3] == [Text("Here:\n"), Opened(False), Text("```python\nx = 1\n```")]
+
+
+def test_open_block_reports_language_and_code_so_far_while_streaming():
+    detector = BlockDetector()
+    seen = []
+    for ch in "Hi " + block_text("py", "a = 1\nprint(a)"):
+        detector.feed(ch)
+        seen.append(detector.open_block())
+    assert seen[0] is None and seen[-1] is None  # before the block, and once it closed
+    inside = [s for s in seen if s is not None]
+    assert inside[0] == ("", "")  # RUN_START only: no fence line yet
+    assert ("python", "a = 1") in inside and ("python", "a = 1\nprint(a)") in inside
+    # Code never shows a closing fence in progress, and only grows.
+    assert all("`" not in code for _, code in inside)
+    assert [code for _, code in inside] == sorted((code for _, code in inside), key=len)
+    unknown = BlockDetector()
+    unknown.feed(RUN_START + "```js\nconsole.log(1)\n")
+    assert unknown.open_block() == ("js", "console.log(1)")
+    bare = BlockDetector(bare_python=True)
+    bare.feed("```python\nx = 1\n``")
+    assert bare.open_block() == ("python", "x = 1")
 
 
 @pytest.mark.parametrize(
