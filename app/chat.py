@@ -11,6 +11,13 @@ once per token. Stop sets the loop's cancel event, which ends generation and int
 In execution mode "ask" the loop's `approve` callback parks the worker until the user presses Run (with
 the code, possibly edited) or Skip.
 
+Caps: a chat takes a kernel slot when its kernel starts and gives it back when the kernel is shut down
+(closed tab, idle reaper, server exit). At most `max_sessions` chats hold a kernel at once, and at most
+`max_per_client` per client (the signed-in user, else the client's address); past either, starting a kernel
+raises `SessionLimitError`, whose message the chat shows. The warm pool's booted, unused kernels
+(--warm-kernels) come on top. With --auth a chat belongs to the user who opened it: its session id used by
+another user is refused (`AccessDenied`).
+
 What this module deliberately does not do: render anything (see `app.view`) or know about Gradio.
 """
 
@@ -25,6 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from app.auth import AccessDenied
 from app.view import NotePart, TextPart, Turn
 from interpreter.loop import Done, ErrorEvent
 
@@ -83,11 +91,27 @@ class BusyError(RuntimeError):
     """This chat is already answering a message."""
 
 
+class SessionLimitError(RuntimeError):
+    """No kernel slot is free (--max-sessions, or the per-client cap); the message says so for the user."""
+
+
 class Chat:
     """The state of one browser session's chat."""
 
-    def __init__(self, key: str, start_kernel: Callable[[], Any], system_prompt: str | None = None):
+    def __init__(
+        self,
+        key: str,
+        start_kernel: Callable[[], Any],
+        system_prompt: str | None = None,
+        *,
+        owner: str | None = None,
+        client: str = "",
+        slots: KernelSlots | None = None,
+    ):
         self.key = key
+        self.owner = owner  # the signed-in user who opened it (None without --auth)
+        self.client = client  # what the per-client cap counts
+        self._slots = slots
         self.chat_id = uuid.uuid4().hex[:12]
         self.system_prompt = system_prompt
         self.turns: list[Turn] = []
@@ -114,9 +138,19 @@ class Chat:
                 raise RuntimeError("this chat was closed; reload the page")
             if self._kernel is None:
                 started = time.monotonic()
-                self._kernel = self._start_kernel()
+                if self._slots is not None:
+                    self._slots.take(self)  # raises SessionLimitError when full
+                try:
+                    self._kernel = self._start_kernel()
+                except BaseException:
+                    self._release_slot()
+                    raise
                 log.info("chat %s: kernel started in %.1f s", self.chat_id, time.monotonic() - started)
             return self._kernel
+
+    def _release_slot(self) -> None:
+        if self._slots is not None:
+            self._slots.give_back(self)
 
     @property
     def kernel_started(self) -> bool:
@@ -142,6 +176,7 @@ class Chat:
             return False
         self.kernel_note = f"The previous kernel was shut down ({why}): variables and workdir files are gone."
         _close_quietly(kernel, self.chat_id)
+        self._release_slot()
         return True
 
     def close(self) -> None:
@@ -153,6 +188,7 @@ class Chat:
             kernel, self._kernel = self._kernel, None
         if kernel is not None:
             _close_quietly(kernel, self.chat_id)
+        self._release_slot()
         log.info("chat %s: closed", self.chat_id)
 
     # ------------------------------------------------------------------------------------------ turns
@@ -256,6 +292,9 @@ class Chat:
             kernel = self.kernel()
             for event in run_loop(dialogue, kernel, settings, cancel, approve):
                 events.put(event)
+        except SessionLimitError as exc:  # said to the user as it is: no traceback, no class name
+            log.info("chat %s: %s", self.chat_id, exc)
+            events.put(ErrorEvent(str(exc)))
         except Exception as exc:  # shown in the chat as one line; the traceback goes to the log
             log.exception("chat %s: the loop failed", self.chat_id)
             events.put(ErrorEvent(f"{type(exc).__name__}: {exc}".splitlines()[0]))
@@ -294,6 +333,46 @@ def _block_of(args: tuple, kwargs: dict) -> tuple[str, str]:
     return kwargs.get("language", "python"), kwargs.get("code", "")
 
 
+class KernelSlots:
+    """Counts the chats that hold a kernel, in total and per client, and refuses one past either cap.
+
+    Enforced here, in the app's registry, because that is where chats and clients are known; the
+    interpreter's own cap on live sessions (when it has one) still applies below it.
+    """
+
+    def __init__(self, max_sessions: int | None = None, max_per_client: int | None = None):
+        self.max_sessions = max_sessions
+        self.max_per_client = max_per_client
+        self._holders: dict[int, str] = {}  # id(chat) -> client
+        self._lock = threading.Lock()
+
+    def take(self, chat: Chat) -> None:
+        with self._lock:
+            if id(chat) in self._holders:
+                return
+            if self.max_sessions is not None and len(self._holders) >= self.max_sessions:
+                raise SessionLimitError(
+                    f"The server is full: {len(self._holders)} chats already have a kernel (the limit, "
+                    "--max-sessions). Try again in a while, when an idle chat's kernel has been shut down."
+                )
+            mine = sum(1 for client in self._holders.values() if client == chat.client)
+            if self.max_per_client is not None and mine >= self.max_per_client:
+                raise SessionLimitError(
+                    f"You already have {mine} chat{'s' if mine != 1 else ''} with a kernel, the most one "
+                    "client may have (--max-sessions-per-client). Close another chat's tab, or wait until "
+                    "its kernel is shut down for being idle."
+                )
+            self._holders[id(chat)] = chat.client
+
+    def give_back(self, chat: Chat) -> None:
+        with self._lock:
+            self._holders.pop(id(chat), None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._holders)
+
+
 class ChatSessions:
     """All chats of this server, keyed by Gradio session hash; idle ones are reaped."""
 
@@ -302,26 +381,39 @@ class ChatSessions:
         start_kernel: Callable[[], Any],
         system_prompt: str | None = None,
         idle_timeout_s: float = 1800.0,
+        *,
+        max_sessions: int | None = None,
+        max_per_client: int | None = None,
     ):
         self._start_kernel = start_kernel
         self._system_prompt = system_prompt
         self.idle_timeout_s = idle_timeout_s
+        self.slots = KernelSlots(max_sessions, max_per_client)
         self._chats: dict[str, Chat] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._reaper: threading.Thread | None = None
 
-    def get(self, key: str) -> Chat:
+    def get(self, key: str, user: str | None = None, client: str = "") -> Chat:
+        """The chat of session `key`, made on first use and owned by `user` from then on (AccessDenied when
+        another user asks for it)."""
         with self._lock:
             chat = self._chats.get(key)
+            if chat is not None and not chat.closed and chat.owner != user:
+                raise AccessDenied("this session belongs to another user; reload the page")
             if chat is None or chat.closed:
-                chat = self._chats[key] = Chat(key, self._start_kernel, self._system_prompt)
+                chat = self._chats[key] = Chat(
+                    key, self._start_kernel, self._system_prompt, owner=user, client=client, slots=self.slots
+                )
             chat.touch()
             return chat
 
-    def peek(self, key: str) -> Chat | None:
+    def peek(self, key: str, user: str | None = None) -> Chat | None:
         with self._lock:
-            return self._chats.get(key)
+            chat = self._chats.get(key)
+        if chat is not None and chat.owner != user:
+            raise AccessDenied("this session belongs to another user; reload the page")
+        return chat
 
     def any_running(self) -> bool:
         with self._lock:
@@ -331,11 +423,13 @@ class ChatSessions:
         with self._lock:
             return len(self._chats)
 
-    def close(self, key: str) -> None:
+    def close(self, key: str, user: str | None = None, *, any_owner: bool = False) -> None:
         with self._lock:
-            chat = self._chats.pop(key, None)
-        if chat is not None:
-            chat.close()
+            chat = self._chats.get(key)
+            if chat is None or (chat.owner != user and not any_owner):
+                return
+            del self._chats[key]
+        chat.close()
 
     def reap_idle(self, now: float | None = None) -> int:
         """Shut down the kernels of chats unused for longer than the idle timeout (never one that is
@@ -354,7 +448,7 @@ class ChatSessions:
                 log.info("chat %s: kernel shut down after being idle", chat.chat_id)
                 reaped += 1
         for key in stale:
-            self.close(key)
+            self.close(key, any_owner=True)
         return reaped
 
     def start_reaper(self) -> None:
@@ -375,4 +469,4 @@ class ChatSessions:
         with self._lock:
             keys = list(self._chats)
         for key in keys:
-            self.close(key)
+            self.close(key, any_owner=True)

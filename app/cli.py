@@ -8,9 +8,10 @@ a model, start a sandbox or open a port (see `app.__main__`).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from dataclasses import dataclass
 
+from app.auth import AUTH_ENV, Auth, parse_auth, read_auth_file
 from interpreter.loop import DEFAULT_MAX_ROUNDS
 from interpreter.protocol import EXECUTION_MODES, RENDER_STYLES
 from interpreter.sandboxes.select import SANDBOX_NAMES
@@ -20,6 +21,8 @@ DEFAULT_HOST = "127.0.0.1"  # local only: nothing leaves the machine unless the 
 DEFAULT_PORT = 7860
 DEFAULT_IDLE_TIMEOUT_S = 1800
 DEFAULT_CONCURRENCY = 2
+DEFAULT_MAX_SESSIONS = 16
+DEFAULT_MAX_SESSIONS_PER_CLIENT = 4
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -28,19 +31,6 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
         sys.exit(2)
-
-
-@dataclass(frozen=True)
-class Auth:
-    user: str
-    password: str
-
-
-def parse_auth(value: str) -> Auth:
-    user, sep, password = value.partition(":")
-    if not sep or not user or not password:
-        raise argparse.ArgumentTypeError("--auth wants USER:PASSWORD (both non-empty, joined by ':')")
-    return Auth(user, password)
 
 
 def _positive_int(name: str):
@@ -157,7 +147,29 @@ def build_parser() -> OneLineParser:
         type=parse_auth,
         default=None,
         metavar="USER:PASSWORD",
-        help="require this user name and password to open the chat (and to use the API)",
+        help="require this user name and password to open the chat (and to use the API); visible to every "
+        f"user of this machine in the process list: prefer --auth-file or ${AUTH_ENV}",
+    )
+    server.add_argument(
+        "--auth-file",
+        default=None,
+        metavar="PATH",
+        help=f"require a login: USER:PASSWORD lines, one per user (or ${AUTH_ENV}=USER:PASSWORD); each user "
+        "sees only the chats they opened",
+    )
+    server.add_argument(
+        "--max-sessions",
+        type=_positive_int("--max-sessions"),
+        default=DEFAULT_MAX_SESSIONS,
+        help=f"chats with a kernel at once, in total (default {DEFAULT_MAX_SESSIONS}); past it a new chat "
+        "is told the server is full",
+    )
+    server.add_argument(
+        "--max-sessions-per-client",
+        type=_positive_int("--max-sessions-per-client"),
+        default=DEFAULT_MAX_SESSIONS_PER_CLIENT,
+        help="chats with a kernel at once per client: per signed-in user with a login, else per address "
+        f"(default {DEFAULT_MAX_SESSIONS_PER_CLIENT})",
     )
     server.add_argument(
         "--concurrency",
@@ -181,4 +193,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         check_backend_args(args)
     except ValueError as exc:
         parser.error(str(exc))
+    args.auth_users = _auth_users(parser, args)
     return args
+
+
+def _auth_users(parser: OneLineParser, args: argparse.Namespace) -> list[Auth]:
+    """The logins from --auth-file, --auth or $AUTOCODER_AUTH (one of them); empty: no login."""
+    given = [name for name, value in (("--auth", args.auth), ("--auth-file", args.auth_file)) if value]
+    if len(given) > 1:
+        parser.error("give either --auth or --auth-file, not both")
+    if args.auth_file:
+        try:
+            return read_auth_file(args.auth_file)
+        except ValueError as exc:
+            parser.error(str(exc))
+    if args.auth:
+        sys.stderr.write(
+            "warning: --auth puts the password in the process list, where every user of this machine can "
+            f"read it; use --auth-file PATH or ${AUTH_ENV} instead\n"
+        )
+        return [args.auth]
+    if os.environ.get(AUTH_ENV):
+        try:
+            return [parse_auth(os.environ[AUTH_ENV])]
+        except argparse.ArgumentTypeError:
+            parser.error(f"${AUTH_ENV} wants USER:PASSWORD (both non-empty, joined by ':')")
+    return []

@@ -2,7 +2,9 @@
 
 `build_context(args)` loads the backend and picks the sandbox; `build_app(ctx, args)` makes the page and
 its queue; `serve(args)` does both, launches the server (127.0.0.1 unless --host says otherwise, no public
-link unless --share, optional --auth) and blocks until Ctrl-C or SIGTERM, then shuts down every kernel.
+link unless --share, optional login from --auth-file / $AUTOCODER_AUTH / --auth) and blocks until Ctrl-C or
+SIGTERM, then shuts down every kernel. Every response carries the Content-Security-Policy of
+`app.security_headers`; sessions are capped by --max-sessions and --max-sessions-per-client.
 
 Privacy: Gradio's analytics are off (GRADIO_ANALYTICS_ENABLED=False, set before Gradio is imported) and the
 theme uses the browser's own fonts, so the page loads nothing from outside this server.
@@ -100,7 +102,13 @@ def build_context(args: argparse.Namespace, backend: Any = None):
     if args.execution_mode is None:
         args.execution_mode = "auto" if getattr(backend, "speaks_execution_tokens", True) else "always"
     start_kernel, sandbox, pool = make_kernel_starter(args)
-    chats = ChatSessions(start_kernel, system_prompt=args.system_prompt, idle_timeout_s=args.idle_timeout)
+    chats = ChatSessions(
+        start_kernel,
+        system_prompt=args.system_prompt,
+        idle_timeout_s=args.idle_timeout,
+        max_sessions=getattr(args, "max_sessions", None),
+        max_per_client=getattr(args, "max_sessions_per_client", None),
+    )
     scratch = Path(tempfile.mkdtemp(prefix="autocoder-app-"))
     return AppContext(
         chats=chats,
@@ -112,7 +120,16 @@ def build_context(args: argparse.Namespace, backend: Any = None):
         notice=notice,
         sandbox_name=getattr(sandbox, "name", args.sandbox),
         pool=pool,
+        auth_required=bool(_logins(args)),
     ), backend
+
+
+def _logins(args: argparse.Namespace) -> list:
+    """The USER:PASSWORD pairs parsed by `app.cli` (auth_users), or --auth alone when built by hand."""
+    users = getattr(args, "auth_users", None)
+    if users is None:
+        users = [args.auth] if getattr(args, "auth", None) else []
+    return list(users)
 
 
 def build_app(ctx, args: argparse.Namespace):
@@ -126,19 +143,24 @@ def build_app(ctx, args: argparse.Namespace):
 def launch(demo, args: argparse.Namespace, block: bool = True):
     import gradio as gr
 
-    if args.host not in ("127.0.0.1", "localhost", "::1") and args.auth is None:
+    from app.security_headers import middleware
+    from app.ui import CSS
+
+    logins = _logins(args)
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not logins:
         log.warning(
-            "listening on %s without --auth: anyone who can reach this port can run code here", args.host
+            "listening on %s without a login (--auth-file): anyone who can reach this port can run code here",
+            args.host,
         )
     theme = gr.themes.Default(font=LOCAL_FONTS, font_mono=LOCAL_MONO_FONTS)
-    from app.ui import CSS
 
     return demo.launch(
         server_name=args.host,
         server_port=args.port,
         share=args.share,
-        auth=(args.auth.user, args.auth.password) if args.auth else None,
-        auth_message="AutoCoder chat: sign in with the --auth user and password." if args.auth else None,
+        auth=[(login.user, login.password) for login in logins] or None,
+        auth_message="AutoCoder chat: sign in with your user name and password." if logins else None,
+        app_kwargs={"middleware": middleware()},
         prevent_thread_lock=not block,
         show_error=True,
         ssr_mode=False,

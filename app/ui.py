@@ -7,7 +7,10 @@ Settings, Files (upload into the workdir, download what the code wrote) and Expo
 
 Chat handlers share one concurrency group ("chat", limit `--concurrency`): more waiting chats queue, and
 Gradio shows each its place in the queue. Stop and Run/Skip have no limit, so they never wait behind the
-answer they act on. All handlers except `/chat` are private (not callable through gradio_client).
+answer they act on. All handlers except `/chat` are private (left out of the API listing), which is not
+access control (Gradio still runs them by index): so every handler checks its caller itself
+(`app.auth.caller_of`: a session, with --auth a signed-in user, and a chat that user owns) and refuses
+otherwise. Everything shown in the chat goes through `app.safe_markdown` (no raw HTML, no remote images).
 
 API (`gradio_client`):
 
@@ -29,7 +32,6 @@ What this module deliberately does not do: parse flags, load the model or start 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -40,8 +42,10 @@ from typing import Any
 import gradio as gr
 
 from app import export
-from app.chat import BusyError, Chat, ChatSessions, LoopRunner, Settings
+from app.auth import AccessDenied, Caller, caller_of
+from app.chat import BusyError, Chat, ChatSessions, LoopRunner, SessionLimitError, Settings
 from app.files import snapshot_for_download, upload_into
+from app.safe_markdown import sanitize_messages
 from app.view import ImageStore, render_turn, render_turns
 from interpreter.protocol import EXECUTION_MODES
 
@@ -66,6 +70,7 @@ class AppContext:
     notice: str = ""
     sandbox_name: str = ""
     pool: Any = None  # interpreter.pool.SessionPool that start_kernel draws from (closed at exit)
+    auth_required: bool = False  # --auth is on: every call needs a signed-in user
 
     @property
     def images(self) -> ImageStore:
@@ -83,11 +88,50 @@ def image_folder() -> Path:
     return Path(get_upload_folder()) / f"autocoder-images-{os.getpid()}"
 
 
-def _session_key(request: gr.Request | None) -> str:
-    """A folder-safe key for the browser session. The client chooses its session_hash and the key names
-    host folders (downloads, exports), so it is hashed: "../../x" must never become a path."""
-    key = getattr(request, "session_hash", None) if request is not None else None
-    return hashlib.sha256(str(key or "default").encode()).hexdigest()[:32]
+def _caller(ctx: AppContext, request: gr.Request | None) -> Caller:
+    """The checked caller of a handler; a refusal is the one-line error the page shows."""
+    try:
+        return caller_of(request, ctx.auth_required)
+    except AccessDenied as exc:
+        raise gr.Error(str(exc)) from None
+
+
+def _chat(ctx: AppContext, request: gr.Request | None) -> Chat:
+    """The caller's own chat (made on first use)."""
+    caller = _caller(ctx, request)
+    try:
+        return ctx.chats.get(caller.key, caller.user, caller.client)
+    except AccessDenied as exc:
+        raise gr.Error(str(exc)) from None
+
+
+def _peek(ctx: AppContext, request: gr.Request | None) -> Chat | None:
+    """The caller's own chat if it has one."""
+    caller = _caller(ctx, request)
+    try:
+        return ctx.chats.peek(caller.key, caller.user)
+    except AccessDenied as exc:
+        raise gr.Error(str(exc)) from None
+
+
+def _shown_turns(turns, images: ImageStore) -> list[dict]:
+    return sanitize_messages(render_turns(turns, images))
+
+
+def _shown_turn(turn, images: ImageStore) -> list[dict]:
+    return sanitize_messages(render_turn(turn, images))
+
+
+def _uploaded_paths(paths: list[str]) -> list[str]:
+    """Only files in Gradio's upload folder may be copied into a workdir: a hand-made call naming a host
+    path (the handler is reachable by index) is refused."""
+    from gradio.utils import get_upload_folder
+
+    folder = os.path.realpath(get_upload_folder())
+    for path in paths:
+        if os.path.commonpath([folder, os.path.realpath(path)]) != folder:
+            raise gr.Error("uploads come from the Upload box only")
+    return paths
 
 
 def _settings(temperature, top_p, max_new_tokens, max_rounds, execution_mode) -> Settings:
@@ -206,7 +250,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
 
         def answer(chat: Chat, message: str, settings: Settings):
             """Stream one answer: the chat re-rendered after each batch of loop events."""
-            history = render_turns(chat.turns, ctx.images)
+            history = _shown_turns(chat.turns, ctx.images)
             asking_shown = False
             try:
                 stream = chat.run(message, settings, ctx.run_loop)
@@ -217,11 +261,11 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                         box, code = gr.update(visible=asking_shown), (asking if asking_shown else gr.skip())
                     else:
                         box, code = gr.skip(), gr.skip()
-                    yield history + render_turn(turn, ctx.images), gr.skip(), box, code, gr.skip()
+                    yield history + _shown_turn(turn, ctx.images), gr.skip(), box, code, gr.skip()
             except BusyError as exc:
                 raise gr.Error(str(exc)) from None
             yield (
-                render_turns(chat.turns, ctx.images),
+                _shown_turns(chat.turns, ctx.images),
                 gr.skip(),
                 gr.update(visible=False),
                 gr.skip(),
@@ -232,11 +276,11 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             """Show the user's message at once (not queued), so a queued chat shows what it waits for."""
             if not message or not message.strip():
                 return gr.skip(), gr.skip(), ""
-            chat = ctx.chats.get(_session_key(request))
+            chat = _chat(ctx, request)
             if chat.running:
                 gr.Warning("still answering the last message: press Stop first")
                 return gr.skip(), gr.skip(), ""
-            shown = render_turns(chat.turns, ctx.images) + [{"role": "user", "content": message}]
+            shown = _shown_turns(chat.turns, ctx.images) + [{"role": "user", "content": message}]
             return shown, "", message
 
         def on_submit(
@@ -245,14 +289,14 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             if not message or not message.strip():
                 yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
                 return
-            chat = ctx.chats.get(_session_key(request))
+            chat = _chat(ctx, request)
             yield from answer(
                 chat, message, _settings(temperature, top_p, max_new_tokens, max_rounds, execution_mode)
             )
 
         def on_retry(temperature, top_p, max_new_tokens, max_rounds, execution_mode, request: gr.Request):
             values = (temperature, top_p, max_new_tokens, max_rounds, execution_mode)
-            chat = ctx.chats.get(_session_key(request))
+            chat = _chat(ctx, request)
             if chat.running:
                 raise gr.Error("stop the running answer first")
             turn = chat.undo()
@@ -261,7 +305,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             yield from answer(chat, turn.user, _settings(*values))
 
         def on_stop(request: gr.Request):
-            chat = ctx.chats.peek(_session_key(request))
+            chat = _peek(ctx, request)
             if chat is not None and chat.running:
                 log.info("chat %s: stop requested", chat.chat_id)
                 chat.cancel.set()
@@ -269,14 +313,14 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                     chat.approval.resolve(None)
 
         def on_undo(request: gr.Request):
-            chat = ctx.chats.get(_session_key(request))
+            chat = _chat(ctx, request)
             if chat.running:
                 raise gr.Error("stop the running answer first")
             turn = chat.undo()
-            return render_turns(chat.turns, ctx.images), (turn.user if turn else gr.skip())
+            return _shown_turns(chat.turns, ctx.images), (turn.user if turn else gr.skip())
 
         def on_clear(request: gr.Request):
-            chat = ctx.chats.get(_session_key(request))
+            chat = _chat(ctx, request)
             try:
                 chat.clear()
             except BusyError as exc:
@@ -284,35 +328,38 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             return [], gr.update(visible=False), None
 
         def on_approve(code: str, request: gr.Request):
-            chat = ctx.chats.peek(_session_key(request))
+            chat = _peek(ctx, request)
             if chat is None or chat.approval is None:
                 raise gr.Error("nothing is waiting for approval")
             chat.approval.resolve(code)
             return gr.update(visible=False)
 
         def on_skip(request: gr.Request):
-            chat = ctx.chats.peek(_session_key(request))
+            chat = _peek(ctx, request)
             if chat is not None and chat.approval is not None:
                 chat.approval.resolve(None)
             return gr.update(visible=False)
 
         def on_upload(paths: list[str] | None, request: gr.Request):
-            chat = ctx.chats.get(_session_key(request))
+            chat = _chat(ctx, request)
             if not paths:
                 return gr.skip(), gr.skip()
-            workdir = chat.workdir()
-            for path in paths:
-                target = upload_into(workdir, path)
-                log.info("chat %s: uploaded %s", chat.chat_id, target.name)
+            try:
+                workdir = chat.workdir()
+                for path in _uploaded_paths(paths):
+                    target = upload_into(workdir, path)
+                    log.info("chat %s: uploaded %s", chat.chat_id, target.name)
+            except (SessionLimitError, OSError, ValueError) as exc:
+                raise gr.Error(f"upload failed: {exc}".splitlines()[0]) from None
             gr.Info(f"{len(paths)} file(s) uploaded to the workdir")
             return None, _files_of(ctx, chat)
 
         def on_refresh(request: gr.Request):
-            chat = ctx.chats.get(_session_key(request))
+            chat = _chat(ctx, request)
             return _files_of(ctx, chat)
 
         def on_export(kind: str, request: gr.Request):
-            chat = ctx.chats.get(_session_key(request))
+            chat = _chat(ctx, request)
             if not chat.turns:
                 raise gr.Error("nothing to export yet")
             folder = ctx.scratch / "exports" / chat.key
@@ -375,9 +422,13 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                 raise gr.Error(
                     "execution_mode must be 'auto' or 'always' through the API ('ask' needs the browser)"
                 )
-            session = ctx.chats.get(_session_key(request))
-            if new_chat:
-                session.clear()
+            session = _chat(ctx, request)
+            try:
+                if new_chat:
+                    session.clear()
+                session.kernel()  # a full server says so here, as the API's error, not inside the reply
+            except (BusyError, SessionLimitError) as exc:
+                raise gr.Error(str(exc)) from None
             settings = _settings(temperature, top_p, max_new_tokens, max_rounds, execution_mode)
             turn = None
             try:
@@ -400,7 +451,11 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         gr.api(chat, api_name="chat", **chat_group)
 
         def on_unload(request: gr.Request):
-            ctx.chats.close(_session_key(request))
+            try:
+                caller = caller_of(request, ctx.auth_required)
+            except AccessDenied:
+                return
+            ctx.chats.close(caller.key, caller.user)  # only the caller's own chat
 
         demo.unload(on_unload)
     return demo

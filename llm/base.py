@@ -20,11 +20,14 @@ class BackendError(RuntimeError):
     """A backend cannot do what was asked; the message is one line that says what to do."""
 
 
+DEFAULT_MAX_NEW_TOKENS = 1024  # per generation round; as in AutoCoder's evaluation
+
+
 @dataclass
 class GenerationParams:
     temperature: float = 0.0  # 0 means greedy
     top_p: float = 1.0
-    max_new_tokens: int = 1024
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     stop: list[str] = field(default_factory=list)  # generation ends right after any of these appears
 
 

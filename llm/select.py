@@ -14,6 +14,7 @@ import logging
 
 from llm.base import Backend, BackendError
 from llm.models import DEFAULT_MODEL, STANDIN_NAME, STANDIN_NOTICE
+from llm.openai_backend import DEFAULT_REQUEST_TIMEOUT_S, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,8 @@ def load_backend(
     completions: bool = False,
     extra_body: dict | None = None,
     reuse_cache: bool = True,
-    timeout_s: float = 600.0,
+    timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
+    retry: RetryPolicy | None = None,
 ) -> Backend:
     """Build the backend. model=None means "the default model, or the stand-in where it cannot run".
 
@@ -42,7 +44,8 @@ def load_backend(
     served name (default: the server's first model); `completions=True` uses /v1/completions with the
     prompt rendered by the chat template of `tokenizer` (a folder or hub id), keeping special tokens;
     `extra_body` is sent with every request (for vLLM: {"skip_special_tokens": False} keeps the execution
-    tokens in the text).
+    tokens in the text); `timeout_s` per request and `retry` (RetryPolicy) for transient failures.
+    The command-line flags for all of these, and the adapter from them, are in llm.options.
     """
     if backend == "openai":
         from llm.openai_backend import OpenAIBackend
@@ -55,6 +58,7 @@ def load_backend(
             completions=completions,
             extra_body=extra_body,
             timeout_s=timeout_s,
+            retry=retry,
         )
     if backend != "hf":
         raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKEND_NAMES)}")

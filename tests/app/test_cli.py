@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from app.cli import DEFAULT_HOST, parse_args
+from tests.llm.backend_flags import check_hf_flags, check_openai_flags
 
 
 @pytest.mark.parametrize(
@@ -27,6 +28,11 @@ from app.cli import DEFAULT_HOST, parse_args
             "--completions needs --tokenizer",
         ),
         (["--idle-timeout", "-1"], "positive number of seconds"),
+        (["--max-retries", "2"], "--max-retries only apply to --backend openai"),
+        (["--backend", "openai", "--base-url", "http://x", "--max-retries", "-1"], "wants 0 or more"),
+        (["--backend", "openai", "--base-url", "http://x", "--request-timeout", "0"], "positive number"),
+        (["--backend", "openai", "--base-url", "http://x", "--api-key-file", "/no/such/key"], "cannot read"),
+        (["--api-key", "k", "--api-key-file", "/k"], "not allowed with argument"),
         (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     ],
 )
@@ -89,3 +95,17 @@ def test_default_execution_mode_follows_the_model(tiny_autocoder_path, speaks_to
             ctx.chats.close_all()
             ctx.pool.close()
             shutil.rmtree(ctx.scratch, ignore_errors=True)
+
+
+def test_shared_openai_flags_reach_the_backend(openai_server, tiny_autocoder_path, tmp_path):
+    """Every backend flag of llm.options is accepted and passed through the app's own loader."""
+    from app.server import load_backend
+
+    check_openai_flags(parse_args, load_backend, openai_server, tiny_autocoder_path, tmp_path)
+
+
+@pytest.mark.model
+def test_shared_hf_flags_reach_the_backend(tiny_autocoder_path):
+    from app.server import load_backend
+
+    check_hf_flags(parse_args, load_backend, tiny_autocoder_path)
