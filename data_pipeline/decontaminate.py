@@ -27,7 +27,7 @@ What "normalised Levenshtein similarity" means here (one definition, used everyw
 
 API (called by `python -m data_pipeline generate`, `stats` and `merge`):
 
-    load_references(*, mbpp_plus_file=None, ds1000_file=None) -> list[Reference]
+    load_references(*, mbpp_plus_file=None, ds1000_file=None) -> ReferenceSet (a tuple of Reference)
     decontaminate(items, text_of, *, threshold=0.9, references=None, mbpp_plus_file=None, ds1000_file=None,
                   id_of=None, workers=-1) -> DecontaminationReport
         `text_of(item)` returns the texts to check: a mapping {field name: text} such as
@@ -211,7 +211,7 @@ def load_ds1000_references(path: str | os.PathLike) -> list[Reference]:
 
 def load_references(
     *, mbpp_plus_file: str | os.PathLike | None = None, ds1000_file: str | os.PathLike | None = None
-) -> list[Reference]:
+) -> ReferenceSet:
     """Every benchmark text to decontaminate against, de-duplicated on normalised text (first one kept).
 
     HumanEval and HumanEval+ share most prompts; a repeated text would only cost time, and the task it names
@@ -243,7 +243,7 @@ def load_references(
         if key and key not in seen:
             seen.add(key)
             unique.append(ref)
-    return unique
+    return ReferenceSet(unique)
 
 
 # --- the search ----------------------------------------------------------------------------------------------
@@ -263,10 +263,26 @@ def _batches(lengths: np.ndarray, order: np.ndarray) -> list[np.ndarray]:
     return batches
 
 
+class ReferenceSet(tuple):
+    """References with their normalised texts and length order computed once (what `load_references` returns).
+
+    Immutable, so the prepared form can never go stale; searching one item at a time (as the generator does)
+    then costs only the comparisons.
+    """
+
+    def __new__(cls, references=()):
+        self = super().__new__(cls, references)
+        self.normalised = [normalise(r.text) for r in self]
+        lengths = np.array([len(t) for t in self.normalised], dtype=np.int64)
+        self.order = np.argsort(lengths, kind="stable")
+        self.sorted_lengths = lengths[self.order]
+        return self
+
+
 def _search(
-    queries: Sequence[str], refs: Sequence[str], threshold: float, workers: int
+    queries: Sequence[str], refs: ReferenceSet, threshold: float, workers: int
 ) -> list[tuple[int, float] | None]:
-    """For each normalised query: (index of its nearest normalised reference, score) when >= threshold."""
+    """For each normalised query: (index of its nearest reference, score) when >= threshold."""
     from rapidfuzz import process
     from rapidfuzz.distance import Levenshtein
 
@@ -274,9 +290,7 @@ def _search(
     results: list[tuple[int, float] | None] = [None] * len(queries)
     if not queries or not refs:
         return results
-    ref_lengths = np.array([len(r) for r in refs])
-    ref_order = np.argsort(ref_lengths, kind="stable")
-    sorted_ref_lengths = ref_lengths[ref_order]
+    ref_order, sorted_ref_lengths, ref_texts = refs.order, refs.sorted_lengths, refs.normalised
     lengths = np.array([len(q) for q in queries])
     order = np.argsort(lengths, kind="stable")
     order = order[lengths[order] > 0]
@@ -293,7 +307,7 @@ def _search(
         band = ref_order[first:last]
         scores = process.cdist(
             [queries[i] for i in batch],
-            [refs[j] for j in band],
+            [ref_texts[j] for j in band],
             scorer=Levenshtein.normalized_similarity,
             score_cutoff=cutoff,
             dtype=np.float32,
@@ -301,7 +315,7 @@ def _search(
         )
         for row, col in zip(*np.nonzero(scores), strict=True):
             query_index, ref_index = int(batch[row]), int(band[col])
-            query, ref = queries[query_index], refs[ref_index]
+            query, ref = queries[query_index], ref_texts[ref_index]
             longest = max(len(query), len(ref))
             distance = Levenshtein.distance(query, ref)
             if not _reaches(distance, longest, exact):
@@ -324,10 +338,9 @@ def nearest_references(
     """For each text, its most similar reference when the similarity reaches `threshold`, else None."""
     if not 0 < threshold <= 1:
         raise DecontaminationError(f"threshold must be in (0, 1], got {threshold}")
-    found = _search(
-        [normalise(t) for t in texts], [normalise(r.text) for r in references], threshold, workers
-    )
-    return [None if f is None else Match(references[f[0]], f[1]) for f in found]
+    refs = references if isinstance(references, ReferenceSet) else ReferenceSet(references)
+    found = _search([normalise(t) for t in texts], refs, threshold, workers)
+    return [None if f is None else Match(refs[f[0]], f[1]) for f in found]
 
 
 def _fields(value, index: int) -> dict[str, str]:
