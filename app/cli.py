@@ -12,13 +12,14 @@ import os
 import sys
 
 from app.auth import AUTH_ENV, Auth, parse_auth, read_auth_file
-from interpreter.loop import DEFAULT_MAX_ROUNDS
+from interpreter.loop import LoopConfig
 from interpreter.protocol import EXECUTION_MODES, RENDER_STYLES
 from interpreter.sandboxes.select import SANDBOX_NAMES
 from llm.options import add_backend_arguments, check_backend_args
 
 DEFAULT_HOST = "127.0.0.1"  # local only: nothing leaves the machine unless the user asks
 DEFAULT_PORT = 7860
+DEFAULT_MAX_ROUNDS = LoopConfig.max_rounds  # the loop's default, defined there once
 DEFAULT_IDLE_TIMEOUT_S = 1800
 DEFAULT_CONCURRENCY = 2
 DEFAULT_MAX_SESSIONS = 16
