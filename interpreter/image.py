@@ -40,6 +40,10 @@ ONLINE_BASE = "debian:bookworm-slim"
 DEBIAN_SUITE = "bookworm"
 DEBIAN_PACKAGES = ("python3", "python3-venv", "ca-certificates")  # bookworm: python3 is 3.11
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
+# What the image's Python is, for the host's wheel downloads (interpreter.packages): bookworm's python3.11
+# on glibc 2.36, on the host's own architecture (the daemon runs our containers natively).
+IMAGE_PYTHON_VERSION = "3.11"
+IMAGE_GLIBC = (2, 36)
 REGISTRY_PROBE_URL = "https://registry-1.docker.io/v2/"
 REGISTRY_PROBE_TIMEOUT_S = 3.0
 

@@ -57,7 +57,18 @@ DEFAULT_OUTPUT_CAP_CHARS = 100_000
 DEFAULT_EXECUTION_TIMEOUT_S = 30.0  # seconds one execution may run; the one default for every caller
 # Rich outputs (images, html) beyond this many characters per execution are replaced by a note.
 RICH_OUTPUT_CAP_CHARS = 20_000_000
-MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+# What the host's kernel sockets may hold. The kernel runs untrusted code that holds the connection key, so
+# it can send anything on its own sockets, at any time (also between executions, when nobody reads): every
+# receive queue is finite (RCVHWM messages, each at most MAX_MESSAGE_BYTES; the kernel's own publisher
+# queues or drops the rest, in the kernel's memory), so one session can pin at most about
+# RECEIVE_HWM * MAX_MESSAGE_BYTES of the host's memory per socket. A peer that sends a bigger single
+# message is disconnected by zmq (see `_channel_lost`).
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+RECEIVE_HWM = 8
+# Bytes one execution may send to the host (all messages, all sockets) before the kernel is killed and
+# restarted. Legitimate output stays far below it: the kernel caps streams itself and rich outputs beyond
+# RICH_OUTPUT_CAP_CHARS are dropped anyway.
+DEFAULT_MAX_EXECUTION_BYTES = 256 * 1024 * 1024
 INTERRUPT_GRACE_S = 3.0
 STARTUP_TIMEOUT_S = 60.0
 # How often a waiting execute checks that the kernel process still lives.
@@ -78,6 +89,28 @@ KERNEL_CAP_FACTOR = 2
 DROPPED_TOKEN = re.compile(r"\x1eautocoder-dropped:(\d+)\x1e")
 
 _KERNEL_PRELUDE = """
+def _autocoder_import_paths():
+    # The kernel starts isolated (python -I, see interpreter.sandboxes.local.kernel_argv): while ipykernel
+    # starts, neither the working folder nor PYTHONPATH (/pkgs) is on sys.path, so nothing the code or a
+    # package wrote there runs at start-up (a shadowing ipykernel_launcher.py, a sitecustomize.py, a .pth
+    # file). From here on the code's own imports see both, as in plain Python: the working folder, then
+    # the installed packages, after the standard library. /pkgs is a plain path entry, never a site
+    # folder, so .pth files in it are never processed.
+    import os, sys
+
+    extra = [""] + [path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path]
+    for index, path in enumerate(sys.path):
+        if os.path.basename(path) in ("site-packages", "dist-packages"):
+            break
+    else:
+        index = len(sys.path)
+    sys.path[index:index] = [path for path in extra if path not in sys.path]
+
+
+_autocoder_import_paths()
+del _autocoder_import_paths
+
+
 def _autocoder_cap_output(limit, tail_limit):
     import collections, sys
     state = {"seen": 0, "dropped": {}, "tail": collections.deque(), "tail_len": 0}
@@ -380,8 +413,12 @@ class KernelSession:
         output_cap_chars: int = DEFAULT_OUTPUT_CAP_CHARS,
         interrupt_grace_s: float = INTERRUPT_GRACE_S,
         startup_timeout_s: float = STARTUP_TIMEOUT_S,
+        max_execution_bytes: int = DEFAULT_MAX_EXECUTION_BYTES,
     ) -> None:
         self.sandbox = sandbox
+        self.max_execution_bytes = max_execution_bytes
+        # Bytes received from the kernel since the current execution began (see DEFAULT_MAX_EXECUTION_BYTES).
+        self._received = 0
         self.dirs = dirs
         self.timeout_s = timeout_s
         self.output_cap_chars = output_cap_chars
@@ -503,8 +540,8 @@ class KernelSession:
             sock = self._context.socket(kind)
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.RECONNECT_IVL, -1)  # see above: never reconnect by itself
-            sock.setsockopt(zmq.RCVHWM, 0)
-            # The kernel runs untrusted code: refuse absurd single messages instead of buffering them.
+            # Finite queues and message sizes: see RECEIVE_HWM (the kernel's code can flood its own sockets).
+            sock.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
             sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
             # Without auto-reconnect a socket whose kernel died has no peer, and a DEALER send would then
             # block forever (seen: an interrupt sent to a just-killed kernel hung the loop). Fail instead.
@@ -624,6 +661,7 @@ class KernelSession:
             frames = sock.recv_multipart(zmq.NOBLOCK)
         except zmq.Again:
             return None
+        self._received += sum(len(frame) for frame in frames)
         try:
             return self._session.parse(frames)
         except Exception:  # noqa: BLE001 - a malformed message is skipped, not fatal
@@ -699,6 +737,8 @@ class KernelSession:
         msg = self._session.msg("execute_request", content)
         msg_id = msg["header"]["msg_id"]
         run = _Execution(msg_id, self.output_cap_chars, on_output)
+        self._received = 0
+        budget = self.max_execution_bytes
         try:
             self._session.send(shell, msg)
         except zmq.Again:  # no kernel on the other end: it died between the liveness check and now
@@ -736,17 +776,20 @@ class KernelSession:
             )
             events = dict(poller.poll(wait_ms))
             if iopub in events:
-                # Drain iopub before shell: output published before the reply must land first.
-                while (message := self._recv(iopub)) is not None:
+                # Drain iopub before shell: output published before the reply must land first. The budget
+                # check inside the loop also ends a drain that a flood would otherwise keep going forever.
+                while self._received <= budget and (message := self._recv(iopub)) is not None:
                     self._handle_iopub(run, message)
             if shell in events:
-                while (message := self._recv(shell)) is not None:
+                while self._received <= budget and (message := self._recv(shell)) is not None:
                     if (
                         message["msg_type"] == "execute_reply"
                         and message["parent_header"].get("msg_id") == msg_id
                     ):
                         run.reply = message["content"]
                         reply_at = time.monotonic()
+            if self._received > budget:
+                return self._over_budget(run, started)
         if interrupted_at is not None:
             # Subprocesses killed by the interrupt leave output in the kernel's pipes; collect it here, while
             # it is still attributed to this execution, instead of letting it spill into the next one.
@@ -773,8 +816,19 @@ class KernelSession:
         while time.monotonic() < end:
             if not iopub.poll(int(quiet_s * 1000)):
                 return
-            while (message := self._recv(iopub)) is not None:
+            while time.monotonic() < end and (message := self._recv(iopub)) is not None:
                 self._handle_iopub(run, message)
+
+    def _over_budget(self, run: _Execution, started: float) -> ExecutionResult:
+        """The execution sent more than its byte budget: kill the kernel (it may be flooding on purpose)."""
+        limit_mb = self.max_execution_bytes // (1024 * 1024)
+        what = f"the code sent more than {limit_mb} MB of messages to the host in one execution"
+        try:
+            self.restart()
+            tail = "kernel restarted, state lost"
+        except Exception as exc:  # noqa: BLE001 - reported in the result
+            tail = f"restarting the kernel failed: {exc}"
+        return run.result(STATUS_ERROR, started, state_lost=True, message=f"{what}; {tail}")
 
     def _handle_iopub(self, run: _Execution, message: dict) -> None:
         if message["parent_header"].get("msg_id") != run.msg_id:

@@ -14,13 +14,23 @@ pip installs (`pip`, `pip3`, `python -m pip`, `python3 -m pip`, with an optional
 - refused with a message for the model: -r/-c files, -e, URLs, local paths and archives, `name @ url`,
   environment markers, --target/--prefix/--root, --find-links, --trusted-host, --no-binary, build and
   config options, and index hosts nobody allowed.
-The install runs as `python -m pip install --target /pkgs --only-binary=:all: ...` through
-`sandbox.run_command(..., network=True, pkgs_writable=True)`: in a one-shot container (docker) or jail
-(local) that is the only place with network access and the only writer of /pkgs, never on the host and never
-in the kernel. Binary wheels only means no package code (setup.py, build backends) runs at install time; a
-package without a wheel fails with a message saying so. The kernel, which has no network, has /pkgs first on
-its PYTHONPATH; Python's import system notices the new files by the folder's mtime (tested). A package
-that the kernel already imported keeps its old version until the kernel restarts (said in the output).
+An install runs in two steps, and no sandbox ever has a network:
+1. download (trusted, on the host): `python -I -m pip download --only-binary=:all: --dest <fresh temp folder>`
+   for the sandbox's Python version and platform (`Sandbox.wheel_target`), with the validated arguments
+   only. It runs in its own new temp folder (its working folder too), isolated from every session folder:
+   `-I` keeps the working folder, PYTHONPATH and the user's site folder off its sys.path, and it never
+   reads /work or /pkgs, so nothing a kernel wrote can run here. Wheels only: no package code runs. The
+   folder is bounded (`max_download_mb`: the download is killed beyond it) and removed afterwards;
+2. install (untrusted input, in the sandbox): `python -I -m pip install --no-index --find-links /wheels
+   --target /pkgs --only-binary=:all: ...` in a network-less one-shot sandbox that sees the downloaded
+   wheels read-only at /wheels and a writable /pkgs, and neither /work nor /ipc (it starts in /tmp).
+So a `/work/pip/__main__.py` (or anything else the kernel writes) is never run by the installer, and a
+`sitecustomize.py` or `.pth` file that a package puts into /pkgs is never run by the installer or at a
+kernel start (kernels start with `python -I` too; see interpreter.sandboxes.local.kernel_argv). A package
+without a wheel fails with a message saying so. The kernel's code imports from /pkgs (added to sys.path
+after the kernel started); Python's import system notices the new files by the folder's mtime (tested). A
+package that the kernel already imported keeps its old version until the kernel restarts (said in the
+output).
 
 Other commands (`ls`, `cat data.csv`, `python script.py`, ...) run as a plain argv, without a shell, in a
 fresh one-shot sandbox with the session's folders and limits and no network: they can do nothing the
@@ -33,15 +43,22 @@ sandbox (interpreter.sandboxes.select).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from interpreter.kernel import STATUS_ERROR, STATUS_OK, STATUS_TIMEOUT, ExecutionResult, OutputCallback
-from interpreter.sandboxes.base import INNER_PKGS_DIR, Sandbox, SessionDirs
+from interpreter.sandboxes.base import INNER_PKGS_DIR, INNER_WHEELS_DIR, CommandResult, Sandbox, SessionDirs
 
 KIND_PIP = "pip_install"
 KIND_COMMAND = "command"
@@ -56,29 +73,37 @@ DEFAULT_INDEX_HOSTS = ("pypi.org",)
 OUTPUT_HEAD_CHARS = 2_000
 OUTPUT_TAIL_CHARS = 8_000
 
-# Flags taken as they are (no value), and those with one value.
+# Downloads beyond this many MB are stopped (the host's temp folder stays bounded).
+DEFAULT_MAX_DOWNLOAD_MB = 2048
+
+# Flags taken as they are (no value), and which step gets them: "download" (host, network), "install"
+# (sandbox, from the downloaded wheels) or "both".
 _PIP_FLAGS = {
-    "-U": "--upgrade",
-    "--upgrade": "--upgrade",
-    "-q": "--quiet",
-    "--quiet": "--quiet",
-    "-qq": "-qq",
-    "-v": "--verbose",
-    "--verbose": "--verbose",
-    "--pre": "--pre",
-    "--no-deps": "--no-deps",
-    "--no-cache-dir": "--no-cache-dir",
-    "--force-reinstall": "--force-reinstall",
-    "--prefer-binary": "--prefer-binary",
-    "--ignore-installed": "--ignore-installed",
-    "--no-input": "--no-input",
-    "--disable-pip-version-check": "--disable-pip-version-check",
+    "-U": ("--upgrade", "install"),
+    "--upgrade": ("--upgrade", "install"),
+    "-q": ("--quiet", "both"),
+    "--quiet": ("--quiet", "both"),
+    "-qq": ("-qq", "both"),
+    "-v": ("--verbose", "both"),
+    "--verbose": ("--verbose", "both"),
+    "--pre": ("--pre", "both"),
+    "--no-deps": ("--no-deps", "both"),
+    "--no-cache-dir": ("--no-cache-dir", "download"),
+    "--force-reinstall": ("--force-reinstall", "install"),
+    "--ignore-installed": ("--ignore-installed", "install"),
 }
-_PIP_VALUE_FLAGS = {
-    "--upgrade-strategy": {"only-if-needed", "eager"},
-    "--progress-bar": {"on", "off", "raw"},
+_PIP_VALUE_FLAGS = {"--upgrade-strategy": {"only-if-needed", "eager"}}
+# Meaningless here (the interpreter sets them, or they cannot apply): dropped with a note.
+_PIP_DROPPED_FLAGS = {
+    "--user",
+    "--break-system-packages",
+    "--no-warn-script-location",
+    "--no-color",
+    "--prefer-binary",
+    "--no-input",
+    "--disable-pip-version-check",
+    "--progress-bar",
 }
-_PIP_DROPPED_FLAGS = {"--user", "--break-system-packages", "--no-warn-script-location", "--no-color"}
 _INDEX_FLAGS = {"-i": "--index-url", "--index-url": "--index-url", "--extra-index-url": "--extra-index-url"}
 _REFUSED_FLAGS = {
     "-r": "requirement files (-r) are not supported: list the packages on the pip install line",
@@ -133,9 +158,10 @@ class ShCommand:
 
     kind: str
     line: str
-    argv: list[str] = field(default_factory=list)  # what runs inside the sandbox
+    argv: list[str] = field(default_factory=list)  # what runs inside the sandbox (pip: the install step)
     packages: list[str] = field(default_factory=list)  # pip installs only
     message: str = ""  # why it was refused, or a note (dropped flags)
+    download_args: list[str] = field(default_factory=list)  # pip installs: validated `pip download` args
 
 
 def _logical_lines(code: str) -> list[str]:
@@ -222,7 +248,8 @@ def _parse_pip_install(line: str, args: list[str], allowed_hosts: tuple[str, ...
     def refuse(message: str) -> ShCommand:
         return ShCommand(KIND_REFUSED, line, message=message)
 
-    flags: list[str] = []
+    flags: list[str] = []  # install step
+    download_flags: list[str] = []
     packages: list[str] = []
     dropped: list[str] = []
     i = 0
@@ -230,8 +257,13 @@ def _parse_pip_install(line: str, args: list[str], allowed_hosts: tuple[str, ...
         arg = args[i]
         name, eq, inline_value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
         if name in _PIP_FLAGS and not eq:
-            if _PIP_FLAGS[name] not in flags:
-                flags.append(_PIP_FLAGS[name])
+            flag, step = _PIP_FLAGS[name]
+            for wanted, where in ((flags, "install"), (download_flags, "download")):
+                if step in (where, "both") and flag not in wanted:
+                    wanted.append(flag)
+        elif name == "--progress-bar":
+            dropped.append(name)
+            i += 0 if eq else 1  # its value goes too
         elif name in _PIP_DROPPED_FLAGS and not eq:
             dropped.append(name)
         elif name in _PIP_VALUE_FLAGS or name in _INDEX_FLAGS:
@@ -246,7 +278,7 @@ def _parse_pip_install(line: str, args: list[str], allowed_hosts: tuple[str, ...
                 problem = _check_index(value, allowed_hosts)
                 if problem:
                     return refuse(problem)
-                flags += [_INDEX_FLAGS[name], value]
+                download_flags += [_INDEX_FLAGS[name], value]
             else:
                 if value not in _PIP_VALUE_FLAGS[name]:
                     return refuse(f"{name} {value!r} is not supported")
@@ -263,11 +295,18 @@ def _parse_pip_install(line: str, args: list[str], allowed_hosts: tuple[str, ...
         i += 1
     if not packages:
         return refuse("pip install needs at least one package name")
-    argv = ["python", "-m", "pip", "install", "--target", INNER_PKGS_DIR, "--only-binary=:all:"]
-    argv += ["--no-input", "--disable-pip-version-check", "--progress-bar", "off"]
-    argv += flags + packages
-    note = f"ignored {', '.join(dropped)} (packages go to the session's {INNER_PKGS_DIR})" if dropped else ""
-    return ShCommand(KIND_PIP, line, argv=argv, packages=packages, message=note)
+    # -I: the installer's own sys.path holds nothing a sandbox can write (see the module docstring).
+    argv = ["python", "-I", "-m", "pip", "install", "--target", INNER_PKGS_DIR, "--only-binary=:all:"]
+    argv += ["--no-index", "--find-links", INNER_WHEELS_DIR, "--no-cache-dir"]
+    argv += _PIP_QUIET_ARGS + flags + packages
+    note = f"ignored {', '.join(dropped)} (the interpreter sets these)" if dropped else ""
+    return ShCommand(
+        KIND_PIP, line, argv=argv, packages=packages, message=note, download_args=download_flags + packages
+    )
+
+
+# No prompts, no version check, no progress bars: in both steps.
+_PIP_QUIET_ARGS = ["--no-input", "--disable-pip-version-check", "--progress-bar", "off"]
 
 
 def parse_sh_block(code: str, *, allowed_index_hosts: tuple[str, ...] = ()) -> list[ShCommand]:
@@ -303,11 +342,114 @@ def parse_sh_block(code: str, *, allowed_index_hosts: tuple[str, ...] = ()) -> l
 
 
 def _installer_env() -> dict[str, str]:
-    env = {"PIP_NO_CACHE_DIR": "1", "PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    # Trust what the host trusts (TLS-intercepting proxies): both sandboxes show the host's bundle at this path.
-    if os.path.isfile(HOST_CA_BUNDLE):
-        env["PIP_CERT"] = HOST_CA_BUNDLE
+    return {"PIP_NO_CACHE_DIR": "1", "PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+
+
+def _download_env() -> dict[str, str]:
+    """The host's environment (proxies, an operator's pip configuration or PIP_INDEX_URL): trusted."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env.update(PIP_NO_INPUT="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    if "PIP_CERT" not in env and os.path.isfile(HOST_CA_BUNDLE):
+        env["PIP_CERT"] = HOST_CA_BUNDLE  # trust what the host trusts (TLS-intercepting proxies)
     return env
+
+
+def _folder_bytes(folder: Path) -> int:
+    total = 0
+    for entry in os.scandir(folder):
+        with contextlib.suppress(OSError):
+            total += entry.stat(follow_symlinks=False).st_size
+    return total
+
+
+@dataclass
+class _Download:
+    returncode: int | None
+    output: str
+    problem: str = ""  # why it was stopped (too big, timed out), one line
+
+
+def download_wheels(
+    command: ShCommand, sandbox: Sandbox, dest: Path, timeout_s: float, max_bytes: int
+) -> _Download:
+    """The trusted network step: `pip download` of wheels only into `dest`, run on the host (see the module
+    docstring). Never reads a session folder; `dest` is a fresh folder of its own and its working folder."""
+    target = sandbox.wheel_target()
+    argv = [sys.executable, "-I", "-m", "pip", "download", "--dest", str(dest), "--only-binary=:all:"]
+    argv += _PIP_QUIET_ARGS + (target.pip_args() if target is not None else []) + command.download_args
+    proc = subprocess.Popen(
+        argv,
+        cwd=dest,
+        env=_download_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    tail = bytearray()
+
+    def drain() -> None:
+        for chunk in iter(lambda: proc.stdout.read1(65536), b""):
+            tail.extend(chunk)
+            del tail[: max(0, len(tail) - OUTPUT_TAIL_CHARS)]
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + timeout_s
+    problem = ""
+    while proc.poll() is None:
+        if _folder_bytes(dest) > max_bytes:
+            problem = f"the download grew over {max_bytes // (1024 * 1024)} MB and was stopped"
+        elif time.monotonic() > deadline:
+            problem = f"the download timed out after {timeout_s:.0f} s"
+        if problem:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 9)
+            break
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=0.2)
+    proc.wait()
+    reader.join(timeout=5)
+    output = tail.decode("utf-8", errors="replace")
+    return _Download(returncode=None if problem else proc.returncode, output=output, problem=problem)
+
+
+def _install(
+    command: ShCommand, sandbox: Sandbox, dirs: SessionDirs, budget: float, max_download_mb: int
+) -> tuple[CommandResult, str]:
+    """Download on the host, then install in a network-less sandbox; (result, one-line problem or "")."""
+    started = time.monotonic()
+    folder = Path(tempfile.mkdtemp(prefix="autocoder-wheels-"))
+    try:
+        got = download_wheels(command, sandbox, folder, budget, max_download_mb * 1024 * 1024)
+        spent = time.monotonic() - started
+        failed = CommandResult(got.returncode, "", got.output, timed_out="timed out" in got.problem)
+        if got.problem:
+            return failed, got.problem
+        if got.returncode != 0:
+            problem = f"`{command.line}` failed (exit {got.returncode})"
+            if "No matching distribution found" in got.output:
+                problem += "; only packages with binary wheels can be installed here"
+            return failed, problem
+        names = os.listdir(folder)
+        if any(not name.endswith(".whl") for name in names):
+            return (
+                failed,
+                f"`{command.line}`: the download held files other than wheels; nothing was installed",
+            )
+        # The installer runs as the sandbox user: it must read the folder (which holds only public wheels).
+        folder.chmod(0o755)
+        for name in names:
+            (folder / name).chmod(0o644)
+        result = sandbox.run_command(
+            command.argv, dirs, max(1.0, budget - spent), env=_installer_env(), wheels=folder
+        )
+        quiet = "--quiet" in command.argv or "-qq" in command.argv
+        if got.output and not quiet:
+            result.stdout = got.output + ("" if got.output.endswith("\n") else "\n") + result.stdout
+        return result, ""
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _truncate(text: str) -> tuple[str, int]:
@@ -332,6 +474,7 @@ def run_sh_block(
     on_output: OutputCallback | None = None,
     allowed_index_hosts: tuple[str, ...] = (),
     install_timeout_s: float | None = None,
+    max_download_mb: int = DEFAULT_MAX_DOWNLOAD_MB,
 ) -> ExecutionResult:
     """Check every line, then run them in order in the sandbox; stop at the first failure.
 
@@ -367,14 +510,11 @@ def run_sh_block(
         if budget <= 0:
             status, message = STATUS_TIMEOUT, f"timed out before `{command.line}`"
             break
-        result = sandbox.run_command(
-            command.argv,
-            dirs,
-            budget,
-            network=is_pip,
-            pkgs_writable=is_pip,
-            env=_installer_env() if is_pip else None,
-        )
+        problem = ""
+        if is_pip:
+            result, problem = _install(command, sandbox, dirs, budget, max_download_mb)
+        else:
+            result = sandbox.run_command(command.argv, dirs, budget)
         if command.message:
             result.stderr = f"note: {command.message}\n" + result.stderr
         for name, text, parts in (
@@ -387,6 +527,9 @@ def run_sh_block(
                     on_output(name, parts[-1])
         if result.timed_out:
             status, message = STATUS_TIMEOUT, f"`{command.line}` timed out after {budget:.0f} s"
+            break
+        if problem:
+            status, message = STATUS_ERROR, problem
             break
         if result.memory_exceeded:
             status, message = STATUS_ERROR, f"`{command.line}` was killed: memory limit exceeded"

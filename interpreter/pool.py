@@ -4,8 +4,12 @@
 (starting one on the spot when the pool is empty) and starts a replacement. The caller owns and closes the
 sessions it acquired; `close()` closes those still waiting in the pool.
 
+Warm sessions count against `interpreter.session`'s cap on sessions in total (`set_max_sessions`): the pool
+warms only as many as the cap leaves free, and `acquire()` raises `SessionLimitReached` when it has none
+ready and no slot is free.
+
 What it deliberately does not do: reuse sessions (a session is never handed out twice: code from one chat
-must never meet another chat's state) or limit how many sessions exist in total.
+must never meet another chat's state) or set the cap.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
-from interpreter.session import Session
+from interpreter.session import Session, SessionLimitReached, free_session_slots
 
 
 class SessionPool:
@@ -32,8 +36,11 @@ class SessionPool:
         self._fill()
 
     def _fill(self) -> None:
+        free = free_session_slots()
         with self._lock:
             missing = self.size - len(self._ready) - self._starting
+            if free is not None:
+                missing = min(missing, free)
             if self._closed or missing <= 0:
                 return
             self._starting += missing
@@ -45,6 +52,8 @@ class SessionPool:
         try:
             session = self.factory()
             session.start()
+        except SessionLimitReached:
+            pass  # the cap filled up meanwhile: nothing to warm, nothing to report
         except Exception as exc:  # noqa: BLE001 - remembered; acquire() will retry in the foreground
             self.last_error = f"{type(exc).__name__}: {exc}"
             print(f"session pool: could not start a session: {self.last_error}", file=sys.stderr)

@@ -5,6 +5,25 @@ goes to the persistent kernel, `run_block("sh", ...)` goes to `interpreter.packa
 installs into the session's /pkgs, other commands in the same sandbox). Every session is closed at
 interpreter exit at the latest, so no kernel, jail or folder outlives the process that made it.
 
+Where sessions live: a base folder (default `<tmp>/autocoder-sessions`) that belongs to this process's user
+and nobody else may enter (mode 0700; 0711 for the `none` sandbox, whose kernel walks host paths itself).
+It is checked every time a session is made: a base that is a link, belongs to another user, or that
+another user may write is refused with `SessionFolderError` (one line) instead of being used, since
+whoever owns it could plant links where the host later writes. Each session folder gets a disk quota
+(`Limits.disk_mb`, see `interpreter.sandboxes.disk` for the mechanism and what happens at the limit).
+
+A cap on sessions in total (for the app's `--max-sessions`; per-client caps are the app's business):
+
+    set_max_sessions(n)        # process-wide; None (the default) means no cap
+    open_session_count()       # sessions made and not yet closed (a warm pool's included)
+    free_session_slots()       # how many more may be made now (None without a cap)
+    Session(...)               # raises SessionLimitReached when n sessions are open
+
+`SessionLimitReached` is a RuntimeError whose message is one line fit for the chat ("all 8 interpreter
+sessions are in use; close a chat or try again later"). A slot is held from `Session(...)` until
+`close()` (or garbage collection); `interpreter.pool.SessionPool` counts its warm sessions against the cap
+and does not warm more than the cap leaves free.
+
 What it deliberately does not do: pick a sandbox (see `interpreter.sandboxes.select`), keep sessions warm
 (see `interpreter.pool`), or parse model text (see `interpreter.protocol`).
 """
@@ -15,6 +34,7 @@ import atexit
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -31,6 +51,7 @@ from interpreter.kernel import (
     OutputCallback,
 )
 from interpreter.protocol import normalize_language
+from interpreter.sandboxes import disk
 from interpreter.sandboxes.base import Sandbox, SessionDirs
 
 OWNER_FILE = "owner"
@@ -38,6 +59,78 @@ OWNER_FILE = "owner"
 _live: weakref.WeakSet[Session] = weakref.WeakSet()
 _live_lock = threading.Lock()
 _atexit_registered = False
+_max_sessions: int | None = None
+_open_sessions = 0
+
+
+class SessionLimitReached(RuntimeError):
+    """Every session slot is taken (see `set_max_sessions`); the message is one line for the user."""
+
+
+class SessionFolderError(RuntimeError):
+    """The session base folder is unsafe to use; the message says why in one line."""
+
+
+def set_max_sessions(limit: int | None) -> None:
+    """Cap the sessions open at once in this process (None: no cap). Sessions already open stay."""
+    global _max_sessions
+    if limit is not None and limit < 1:
+        raise ValueError("the maximum number of sessions must be at least 1")
+    with _live_lock:
+        _max_sessions = limit
+
+
+def open_session_count() -> int:
+    with _live_lock:
+        return _open_sessions
+
+
+def free_session_slots() -> int | None:
+    """How many more sessions may be made now; None when there is no cap."""
+    with _live_lock:
+        return None if _max_sessions is None else max(0, _max_sessions - _open_sessions)
+
+
+def _take_slot() -> None:
+    global _open_sessions
+    with _live_lock:
+        if _max_sessions is not None and _open_sessions >= _max_sessions:
+            raise SessionLimitReached(
+                f"all {_max_sessions} interpreter sessions are in use; close a chat or try again later"
+            )
+        _open_sessions += 1
+
+
+def _release_slot() -> None:
+    global _open_sessions
+    with _live_lock:
+        _open_sessions = max(0, _open_sessions - 1)
+
+
+def prepare_base_dir(base: Path, *, others_may_enter: bool = False) -> None:
+    """Create the session base folder (mode 0700, or 0711) or check an existing one: a real folder, ours,
+    that no one else may write; its mode is set on the open folder. Raises SessionFolderError."""
+    mode = 0o711 if others_may_enter else 0o700
+    base.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(base, mode)
+    try:
+        fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise SessionFolderError(
+            f"session folder {base} is not a plain folder ({exc.strerror}): remove it or choose another"
+        ) from exc
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != os.geteuid():
+            raise SessionFolderError(
+                f"session folder {base} belongs to uid {info.st_uid}, not to this process (uid {os.geteuid()}): "
+                "refusing to use it; remove it or choose another"
+            )
+        if stat.S_IMODE(info.st_mode) != mode:
+            os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
 
 
 def default_base_dir() -> Path:
@@ -77,15 +170,22 @@ class Session:
         self.sandbox = sandbox
         self.timeout_s = timeout_s
         self.output_cap_chars = output_cap_chars
-        base = Path(base_dir) if base_dir is not None else default_base_dir()
-        base.mkdir(parents=True, exist_ok=True, mode=0o711)
-        _remove_stale_sessions(base)
-        self.dirs = SessionDirs.create(base)
-        (self.dirs.root / OWNER_FILE).write_text(_owner_id(os.getpid()))
-        self.kernel = KernelSession(
-            sandbox, self.dirs, timeout_s=timeout_s, output_cap_chars=output_cap_chars
-        )
         self._closed = False
+        _take_slot()  # SessionLimitReached when the cap is reached: nothing made yet
+        try:
+            base = Path(base_dir) if base_dir is not None else default_base_dir()
+            prepare_base_dir(base, others_may_enter=sandbox.kernel_walks_host_paths)
+            _remove_stale_sessions(base)
+            self.dirs = SessionDirs.create(base, disk_mb=sandbox.limits.disk_mb)
+            (self.dirs.root / OWNER_FILE).write_text(_owner_id(os.getpid()))
+            self.kernel = KernelSession(
+                sandbox, self.dirs, timeout_s=timeout_s, output_cap_chars=output_cap_chars
+            )
+        except BaseException:
+            if getattr(self, "dirs", None) is not None:
+                self.dirs.remove()
+            _release_slot()
+            raise
         self._finalizer = weakref.finalize(self, _cleanup, self.kernel, self.dirs)
         _register(self)
 
@@ -204,6 +304,10 @@ def _remove_stale_sessions(base: Path) -> None:
             return
         _stale_checked.add(base)
     for root in base.iterdir() if base.is_dir() else ():
+        if root.name.endswith(disk.IMAGE_SUFFIX):
+            if not root.with_name(root.name[: -len(disk.IMAGE_SUFFIX)]).exists():
+                root.unlink(missing_ok=True)  # the image of a session folder that is gone
+            continue
         owner = root / OWNER_FILE
         try:
             pid_text, _, start = owner.read_text().partition(" ")
@@ -211,15 +315,19 @@ def _remove_stale_sessions(base: Path) -> None:
         except (OSError, ValueError):
             continue
         if pid != os.getpid() and _owner_id(pid) != f"{pid} {start}":
+            disk.unmount(root)
             shutil.rmtree(root, ignore_errors=True)
 
 
 def _cleanup(kernel: KernelSession, dirs: SessionDirs) -> None:
-    with contextlib.suppress(Exception):
-        kernel.close()
-    # Processes may take a moment to release files in the folders.
-    for _ in range(3):
-        dirs.remove()
-        if not dirs.root.exists():
-            return
-        time.sleep(0.05)
+    try:
+        with contextlib.suppress(Exception):
+            kernel.close()
+        # Processes may take a moment to release files in the folders.
+        for _ in range(3):
+            dirs.remove()
+            if not dirs.root.exists():
+                return
+            time.sleep(0.05)
+    finally:
+        _release_slot()

@@ -1,7 +1,8 @@
 """The docker sandbox: one container per kernel, from the project's sandbox image.
 
 Each kernel container runs with no network, a read-only root filesystem, a tmpfs /tmp, all capabilities
-dropped, no-new-privileges, an unprivileged user (65534, or the caller's own uid when the host process is
+dropped, no-new-privileges, a seccomp profile of our own (`seccomp.docker_profile`: no io_uring, ptrace,
+keyrings, namespaces, bpf...; Docker's default would allow io_uring and ptrace), an unprivileged user (65534, or the caller's own uid when the host process is
 not root, so it can reach the kernel's sockets), memory (swap included) / CPU / process-count / file-size /
 CPU-time limits, and exactly three host folders: the session's /work (writable), /ipc (the kernel's
 connection file and IPC sockets: the host talks to the kernel through those socket files, which works across
@@ -11,8 +12,9 @@ Docker socket is never mounted. docker-init (tini) runs as PID 1 so zombies are 
 Kernel containers are created and watched through the Engine API on the unix socket (fast, and a blocking
 `wait` per container reports a death within milliseconds; `State.OOMKilled` tells a memory kill apart).
 One-shot commands (`run_command`: the package installer, sh lines) run as a fresh `docker run -i` container
-with the same limits, so nothing they do survives or touches the kernel's container; only the installer gets a
-network (the default bridge) and a writable /pkgs, and it trusts the host's CA bundle (mounted read-only).
+with the same limits and profile, so nothing they do survives or touches the kernel's container. None gets a
+network: the installer gets the host-downloaded wheels at /wheels (read-only) and a writable /pkgs, and no
+/work or /ipc.
 
 Every container carries the label `autocoder.sandbox=1` plus its owner's host name, pid and process start
 time. Containers are removed when their kernel is killed, when this process exits (atexit), and, for a run
@@ -28,20 +30,26 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
+import platform
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from interpreter.image import image_tag
+from interpreter.image import IMAGE_GLIBC, IMAGE_PYTHON_VERSION, image_tag
+from interpreter.sandboxes import seccomp
 from interpreter.sandboxes.base import (
     INNER_IPC_DIR,
     INNER_PKGS_DIR,
+    INNER_TMP_DIR,
+    INNER_WHEELS_DIR,
     INNER_WORKDIR,
     SANDBOX_GID,
     SANDBOX_LABEL,
@@ -51,6 +59,8 @@ from interpreter.sandboxes.base import (
     Sandbox,
     SandboxUnavailable,
     SessionDirs,
+    WheelTarget,
+    manylinux_platforms,
 )
 from interpreter.sandboxes.docker_api import DockerAPI, DockerAPIError
 from interpreter.sandboxes.local import MAX_OPEN_FILES, kernel_argv
@@ -59,9 +69,6 @@ OWNER_PID_LABEL = "autocoder.owner_pid"
 OWNER_START_LABEL = "autocoder.owner_start"
 OWNER_HOST_LABEL = "autocoder.owner_host"
 SESSION_LABEL = "autocoder.session"
-
-# The host's CA bundle, mounted read-only into the installer container (TLS-intercepting proxies).
-HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 # Output kept from a one-shot command, per stream: head and tail, the middle dropped with a note.
 COMMAND_OUTPUT_CAP = 256 * 1024
@@ -87,6 +94,34 @@ def _owner_alive(pid: int, start: str) -> bool:
     except PermissionError:
         pass  # exists, owned by someone else
     return not start or _process_start_time(pid) == start
+
+
+class _SeccompProfile:
+    """The seccomp profile as JSON (for the Engine API) and as a file (for `docker run`), made once."""
+
+    lock = threading.Lock()
+    text: str | None = None
+    path: str | None = None
+
+    @classmethod
+    def security_opts(cls, *, as_file: bool) -> list[str]:
+        """`seccomp=...` options (empty where seccomp.py does not cover this architecture)."""
+        with cls.lock:
+            if cls.text is None:
+                profile = seccomp.docker_profile()
+                cls.text = json.dumps(profile) if profile is not None else ""
+            if not cls.text:
+                return []
+            if not as_file:
+                return [f"seccomp={cls.text}"]
+            if cls.path is None or not os.path.exists(cls.path):
+                folder = tempfile.mkdtemp(prefix="autocoder-seccomp-")  # 0700, ours
+                path = os.path.join(folder, "profile.json")
+                with open(path, "w") as handle:
+                    handle.write(cls.text)
+                atexit.register(shutil.rmtree, folder, True)
+                cls.path = path
+            return [f"seccomp={cls.path}"]
 
 
 class _Registry:
@@ -249,11 +284,13 @@ class DockerSandbox(Sandbox):
         # tmpfs pages are charged to the container's memory cgroup, so the memory limit bounds /tmp as well.
         return f"rw,nosuid,nodev,size={self.limits.memory_mb}m,mode=1777"
 
-    def _binds(self, dirs: SessionDirs, pkgs_writable: bool) -> list[str]:
+    def _binds(self, dirs: SessionDirs, wheels: Path | None = None) -> list[str]:
+        if wheels is not None:  # the installer: the wheels and /pkgs, nothing the kernel can write
+            return [f"{wheels.resolve()}:{INNER_WHEELS_DIR}:ro", f"{dirs.pkgs.resolve()}:{INNER_PKGS_DIR}:rw"]
         return [
             f"{dirs.work.resolve()}:{INNER_WORKDIR}:rw",
             f"{dirs.ipc.resolve()}:{INNER_IPC_DIR}:rw",
-            f"{dirs.pkgs.resolve()}:{INNER_PKGS_DIR}:{'rw' if pkgs_writable else 'ro'}",
+            f"{dirs.pkgs.resolve()}:{INNER_PKGS_DIR}:ro",
         ]
 
     def _env(self, env: dict[str, str] | None) -> dict[str, str]:
@@ -290,13 +327,13 @@ class DockerSandbox(Sandbox):
                 "ReadonlyRootfs": True,
                 "Tmpfs": {"/tmp": self._tmpfs_options()},
                 "CapDrop": ["ALL"],
-                "SecurityOpt": ["no-new-privileges"],
+                "SecurityOpt": ["no-new-privileges", *_SeccompProfile.security_opts(as_file=False)],
                 "Memory": memory,
                 "MemorySwap": memory,
                 "NanoCpus": int(self.limits.cpus * 1e9),
                 "PidsLimit": self.limits.max_processes,
                 "Ulimits": self._ulimits(),
-                "Binds": self._binds(dirs, pkgs_writable=False),
+                "Binds": self._binds(dirs),
                 "Init": True,
                 "IpcMode": "private",
                 # The kernel's own stdout/stderr (not the code's: that goes over ZMQ) is kept small on disk.
@@ -321,13 +358,17 @@ class DockerSandbox(Sandbox):
         return DockerKernelProcess(self._api, container_id, name, log_path=dirs.root / "kernel.log")
 
     def command_argv(
-        self, argv: list[str], dirs: SessionDirs, name: str, *, network: bool, pkgs_writable: bool, env: dict
+        self, argv: list[str], dirs: SessionDirs, name: str, *, env: dict, wheels: Path | None = None
     ) -> list[str]:
         """The `docker run` command line of a one-shot command (same limits as the kernel's container)."""
         memory = f"{self.limits.memory_mb}m"
+        workdir = INNER_WORKDIR if wheels is None else INNER_TMP_DIR
         cmd = ["docker", "run", "-i", "--name", name, "--init", "--read-only"]
         cmd += ["--tmpfs", f"/tmp:{self._tmpfs_options()}", "--cap-drop", "ALL"]
-        cmd += ["--security-opt", "no-new-privileges", "--user", self._user(), "--workdir", INNER_WORKDIR]
+        cmd += ["--security-opt", "no-new-privileges"]
+        for option in _SeccompProfile.security_opts(as_file=True):
+            cmd += ["--security-opt", option]
+        cmd += ["--user", self._user(), "--workdir", workdir]
         cmd += ["--memory", memory, "--memory-swap", memory, "--cpus", str(self.limits.cpus)]
         cmd += ["--pids-limit", str(self.limits.max_processes), "--ipc", "private"]
         cmd += ["--log-driver", "none"]
@@ -335,16 +376,9 @@ class DockerSandbox(Sandbox):
             cmd += ["--ulimit", f"{limit['Name']}={limit['Soft']}:{limit['Hard']}"]
         for key, value in self._labels(dirs).items():
             cmd += ["--label", f"{key}={value}"]
-        for bind in self._binds(dirs, pkgs_writable):
+        for bind in self._binds(dirs, wheels):
             cmd += ["-v", bind]
-        if network:
-            cmd += ["--network", "bridge"]
-            if os.path.isfile(HOST_CA_BUNDLE):
-                # The same path inside as on a Debian host, so `PIP_CERT=/etc/ssl/certs/ca-certificates.crt`
-                # (what interpreter.packages passes) means "what the host trusts" in every sandbox.
-                cmd += ["-v", f"{HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro", "-e", f"PIP_CERT={HOST_CA_BUNDLE}"]
-        else:
-            cmd += ["--network", "none"]
+        cmd += ["--network", "none"]
         for key, value in self._env(env).items():
             cmd += ["-e", f"{key}={value}"]
         return [*cmd, self.image, *argv]
@@ -355,14 +389,13 @@ class DockerSandbox(Sandbox):
         dirs: SessionDirs,
         timeout_s: float,
         *,
-        network: bool = False,
-        pkgs_writable: bool = False,
         stdin: bytes | None = None,
         env: dict[str, str] | None = None,
+        wheels: Path | None = None,
     ) -> CommandResult:
         self._ensure_orphans_cleaned()
         name = f"autocoder-cmd-{dirs.root.name}-{uuid.uuid4().hex[:6]}"
-        cmd = self.command_argv(argv, dirs, name, network=network, pkgs_writable=pkgs_writable, env=env or {})
+        cmd = self.command_argv(argv, dirs, name, env=env or {}, wheels=wheels)
         started = time.monotonic()
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         readers = [_CappedReader(proc.stdout), _CappedReader(proc.stderr)]
@@ -398,6 +431,9 @@ class DockerSandbox(Sandbox):
             memory_exceeded=bool(state.get("OOMKilled")),
             duration_s=time.monotonic() - started,
         )
+
+    def wheel_target(self) -> WheelTarget:
+        return WheelTarget(IMAGE_PYTHON_VERSION, manylinux_platforms(platform.machine(), IMAGE_GLIBC))
 
     def cleanup_orphans(self) -> int:
         """Remove labelled containers of this host whose owner process is gone (a crashed earlier run)."""

@@ -3,15 +3,16 @@
 What the code inside sees and may do:
 - runs as uid/gid 65534 (nobody), no capabilities, no_new_privs, in its own pid, ipc, uts, mount and network
   namespaces. The network namespace has only a loopback device, so DNS, the host's loopback services and
-  IPv6 are all unreachable. Only the package installer asks for `network=True`, which shares the host's
-  network (and its resolver files); restricting that to the package index is the installer's job;
+  IPv6 are all unreachable. No jail ever gets a network, the package installer's included: the host
+  downloads the wheels (interpreter.packages) and the installer's jail only sees them at /wheels;
 - a new root holding only read-only /usr (and the /bin, /lib... links), the Python installation and venv the
   host runs (the venv appears at /opt/venv), a few harmless files from /etc (dynamic-linker cache,
   certificates, timezone, fonts) and a two-line /etc/passwd; fresh /proc, minimal /dev, private /tmp
   (tmpfs, size-capped). The host's home folders, /root, /etc/shadow, /run and the Docker socket are not
   there at all;
 - /work (the session workdir) is the only writable host folder, /ipc holds the kernel's sockets, /pkgs
-  (read-only, on PYTHONPATH) holds what the installer put there for this session;
+  (read-only, on PYTHONPATH) holds what the installer put there for this session; the installer's jail
+  has /wheels (read-only) and a writable /pkgs instead, and no /work or /ipc;
 - limits: a cgroup per process tree where the host lets us (memory with OOM detection, process count, CPU
   share; v1 and v2, see `cgroups.py`) and rlimits always (file size, CPU time, open files, a per-uid
   process backstop, and address space when no memory cgroup exists). RLIMIT_NPROC counts every process of
@@ -52,6 +53,8 @@ from interpreter.sandboxes import cgroups, seccomp
 from interpreter.sandboxes.base import (
     INNER_IPC_DIR,
     INNER_PKGS_DIR,
+    INNER_TMP_DIR,
+    INNER_WHEELS_DIR,
     INNER_WORKDIR,
     SANDBOX_GID,
     SANDBOX_LABEL,
@@ -87,7 +90,6 @@ _ETC_FILES = (
     "nsswitch.conf",
     "host.conf",
 )
-_ETC_NETWORK_FILES = ("resolv.conf", "hosts", "gai.conf")
 _PASSWD = f"root:x:0:0:root:/root:/usr/sbin/nologin\nsandbox:x:{SANDBOX_UID}:{SANDBOX_GID}:sandbox:/tmp:/usr/sbin/nologin\n"
 _GROUP = f"root:x:0:\nsandbox:x:{SANDBOX_GID}:\n"
 
@@ -297,16 +299,13 @@ class LocalSandbox(Sandbox):
         self,
         dirs: SessionDirs,
         *,
-        network: bool,
-        pkgs_writable: bool,
+        wheels: Path | None,
         env: dict[str, str],
         data_fds: list[tuple[int, str]],
     ) -> list[str]:
         as_root = os.geteuid() == 0
         argv = ["bwrap", "--die-with-parent", "--new-session"]
-        argv += ["--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try"]
-        if not network:
-            argv.append("--unshare-net")
+        argv += ["--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try", "--unshare-net"]
         if as_root:
             # Root bwrap keeps every capability unless told otherwise: keep only what setpriv needs to drop
             # to 65534 (setpriv then clears all sets, bounding included).
@@ -324,12 +323,11 @@ class LocalSandbox(Sandbox):
         if venv:
             argv += ["--perms", "0755", "--dir", "/opt", "--ro-bind", venv, INNER_VENV]
         argv += ["--perms", "0755", "--dir", "/etc"]
-        for name in _ETC_FILES + (_ETC_NETWORK_FILES if network else ()):
+        for name in _ETC_FILES:
             if os.path.exists(f"/etc/{name}"):
                 argv += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
-        if not network:
-            # Let "localhost" resolve inside (to the jail's own loopback).
-            data_fds.append((_data_fd("127.0.0.1 localhost\n::1 localhost\n"), "/etc/hosts"))
+        # Let "localhost" resolve inside (to the jail's own loopback).
+        data_fds.append((_data_fd("127.0.0.1 localhost\n::1 localhost\n"), "/etc/hosts"))
         data_fds.append((_data_fd(_PASSWD), "/etc/passwd"))
         data_fds.append((_data_fd(_GROUP), "/etc/group"))
         for fd, dest in data_fds:
@@ -342,9 +340,12 @@ class LocalSandbox(Sandbox):
         argv += ["--proc", "/proc", "--dev", "/dev"]
         argv += ["--perms", "01777", "--size", str(TMP_SIZE_MB * 1024 * 1024), "--tmpfs", "/tmp"]
         argv += ["--perms", "01777", "--size", str(64 * 1024 * 1024), "--tmpfs", "/dev/shm"]
-        argv += ["--bind", str(dirs.work), INNER_WORKDIR]
-        argv += ["--bind", str(dirs.ipc), INNER_IPC_DIR]
-        argv += ["--bind" if pkgs_writable else "--ro-bind", str(dirs.pkgs), INNER_PKGS_DIR]
+        if wheels is None:
+            argv += ["--bind", str(dirs.work), INNER_WORKDIR]
+            argv += ["--bind", str(dirs.ipc), INNER_IPC_DIR]
+            argv += ["--ro-bind", str(dirs.pkgs), INNER_PKGS_DIR]
+        else:
+            argv += ["--ro-bind", str(wheels), INNER_WHEELS_DIR, "--bind", str(dirs.pkgs), INNER_PKGS_DIR]
         argv += ["--clearenv"]
         for key, value in env.items():
             argv += ["--setenv", key, value]
@@ -360,11 +361,9 @@ class LocalSandbox(Sandbox):
                 "--",
             ]
         # cd only after dropping root: the workdir belongs to 65534 and root has no DAC override here.
-        return argv + ["env", "-C", INNER_WORKDIR, "--"]
+        return argv + ["env", "-C", INNER_WORKDIR if wheels is None else INNER_TMP_DIR, "--"]
 
-    def _unshare_argv(
-        self, dirs: SessionDirs, *, network: bool, pkgs_writable: bool, env: dict[str, str]
-    ) -> list[str]:
+    def _unshare_argv(self, dirs: SessionDirs, *, wheels: Path | None, env: dict[str, str]) -> list[str]:
         """Fallback without bubblewrap (root only): the same jail built by unshare + a short sh script.
 
         The script runs as root in fresh namespaces, assembles a new root on a tmpfs inside the session
@@ -381,7 +380,7 @@ class LocalSandbox(Sandbox):
             f"mount -t tmpfs -o mode=755 jail {q(root)}",
         ]
         lines.append(f"cd {q(root)}")
-        lines.append("mkdir -p usr etc tmp proc dev work ipc pkgs")
+        lines.append("mkdir -p usr etc tmp proc dev work ipc pkgs wheels")
 
         def ro_bind(src: str, dst: str, is_dir: bool = True) -> None:
             lines.append(
@@ -402,14 +401,13 @@ class LocalSandbox(Sandbox):
             ro_bind(base, base)
         if venv:
             ro_bind(venv, INNER_VENV)
-        for name in _ETC_FILES + (_ETC_NETWORK_FILES if network else ()):
+        for name in _ETC_FILES:
             path = f"/etc/{name}"
             if os.path.exists(path):
                 ro_bind(path, path, is_dir=os.path.isdir(path))
         lines.append(f"printf %s {q(_PASSWD)} > etc/passwd && printf %s {q(_GROUP)} > etc/group")
-        if not network:
-            lines.append("printf '127.0.0.1 localhost\\n' > etc/hosts")
-            lines.append("ip link set lo up 2>/dev/null || true")
+        lines.append("printf '127.0.0.1 localhost\\n' > etc/hosts")
+        lines.append("ip link set lo up 2>/dev/null || true")
         lines.append(f"mount -t tmpfs -o mode=1777,size={TMP_SIZE_MB}m tmp tmp")
         lines.append(
             "mount -t tmpfs -o mode=755 dev dev && mkdir dev/shm && mount -t tmpfs -o mode=1777,size=64m shm dev/shm"
@@ -419,20 +417,21 @@ class LocalSandbox(Sandbox):
         lines.append("ln -s /proc/self/fd dev/fd && ln -s /proc/self/fd/0 dev/stdin")
         lines.append("ln -s /proc/self/fd/1 dev/stdout && ln -s /proc/self/fd/2 dev/stderr")
         lines.append("mount -t proc proc proc")
-        for name, host in (("work", dirs.work), ("ipc", dirs.ipc)):
-            lines.append(f"mount --bind {q(str(host))} {name}")
-        lines.append(f"mount --bind {q(str(dirs.pkgs))} pkgs")
-        if not pkgs_writable:
-            lines.append("mount -o remount,bind,ro pkgs")
+        if wheels is None:
+            for name, host in (("work", dirs.work), ("ipc", dirs.ipc)):
+                lines.append(f"mount --bind {q(str(host))} {name}")
+            lines.append(f"mount --bind {q(str(dirs.pkgs))} pkgs && mount -o remount,bind,ro pkgs")
+        else:
+            ro_bind(str(wheels), INNER_WHEELS_DIR)
+            lines.append(f"mount --bind {q(str(dirs.pkgs))} pkgs")
+        start_dir = INNER_WORKDIR if wheels is None else INNER_TMP_DIR
         lines.append("mount -o remount,ro,bind . 2>/dev/null || true")
         exports = " ".join(f"{k}={q(v)}" for k, v in env.items())
         lines.append(
             f"exec chroot . env -i {exports} setpriv --reuid={SANDBOX_UID} --regid={SANDBOX_GID} --clear-groups "
-            f'--inh-caps=-all --bounding-set=-all --no-new-privs -- env -C {INNER_WORKDIR} -- "$@"'
+            f'--inh-caps=-all --bounding-set=-all --no-new-privs -- env -C {start_dir} -- "$@"'
         )
-        flags = ["--mount", "--pid", "--ipc", "--uts", "--fork", "--kill-child"]
-        if not network:
-            flags.append("--net")
+        flags = ["--mount", "--pid", "--ipc", "--uts", "--fork", "--kill-child", "--net"]
         # pdeathsig: the jail dies with the host thread that started it, like bwrap's --die-with-parent.
         return [
             "setpriv",
@@ -480,8 +479,7 @@ class LocalSandbox(Sandbox):
         argv: list[str],
         dirs: SessionDirs,
         *,
-        network: bool,
-        pkgs_writable: bool,
+        wheels: Path | None,
         env: dict[str, str] | None,
         stdin: int | None,
         stdout: int | None,
@@ -497,11 +495,9 @@ class LocalSandbox(Sandbox):
         data_fds: list[tuple[int, str]] = []
         try:
             if self._bwrap():
-                jail = self._bwrap_argv(
-                    dirs, network=network, pkgs_writable=pkgs_writable, env=full_env, data_fds=data_fds
-                )
+                jail = self._bwrap_argv(dirs, wheels=wheels, env=full_env, data_fds=data_fds)
             else:
-                jail = self._unshare_argv(dirs, network=network, pkgs_writable=pkgs_writable, env=full_env)
+                jail = self._unshare_argv(dirs, wheels=wheels, env=full_env)
             command = limits_prefix(self.limits, groups) + jail + argv
 
             def popen() -> subprocess.Popen:
@@ -535,8 +531,7 @@ class LocalSandbox(Sandbox):
             jail = self._start(
                 argv,
                 dirs,
-                network=False,
-                pkgs_writable=False,
+                wheels=None,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log.write_fd,
@@ -555,18 +550,16 @@ class LocalSandbox(Sandbox):
         dirs: SessionDirs,
         timeout_s: float,
         *,
-        network: bool = False,
-        pkgs_writable: bool = False,
         stdin: bytes | None = None,
         env: dict[str, str] | None = None,
+        wheels: Path | None = None,
         output_cap_bytes: int = 10_000_000,
     ) -> CommandResult:
         started = time.monotonic()
         jail = self._start(
             argv,
             dirs,
-            network=network,
-            pkgs_writable=pkgs_writable,
+            wheels=wheels,
             env=env,
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -613,9 +606,18 @@ def _cleanup_orphans_once(sandbox: LocalSandbox) -> None:
 
 
 def kernel_argv(python: str, connection_file: str) -> list[str]:
-    """The kernel command, shared by the local and none sandboxes."""
+    """The kernel command, shared by every sandbox.
+
+    `-I` (isolated mode): neither the working folder nor PYTHONPATH (/pkgs) is on sys.path and the user's
+    site folder is off while the kernel starts, so a module the code left in /work (say an
+    `ipykernel_launcher.py`) or a `sitecustomize.py` / `.pth` file in /pkgs never runs at a kernel start.
+    The kernel's prelude (interpreter.kernel) adds both to sys.path once the kernel is up, for the code's
+    own imports. `-B`: -I also ignores PYTHONDONTWRITEBYTECODE.
+    """
     return [
         python,
+        "-I",
+        "-B",
         "-m",
         "ipykernel_launcher",
         "-f",

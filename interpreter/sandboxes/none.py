@@ -22,10 +22,13 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
 
 from interpreter.sandboxes.base import (
     INNER_IPC_DIR,
     INNER_PKGS_DIR,
+    INNER_WHEELS_DIR,
     INNER_WORKDIR,
     SANDBOX_GID,
     SANDBOX_UID,
@@ -124,6 +127,7 @@ class NoneKernelProcess(KernelProcess):
 @dataclass
 class NoneSandbox(Sandbox):
     name: str = "none"
+    kernel_walks_host_paths: ClassVar[bool] = True  # as root its kernel drops to 65534 (see above)
 
     def __post_init__(self) -> None:
         who = (
@@ -218,17 +222,23 @@ class NoneSandbox(Sandbox):
         dirs: SessionDirs,
         timeout_s: float,
         *,
-        network: bool = False,
-        pkgs_writable: bool = False,
         stdin: bytes | None = None,
         env: dict[str, str] | None = None,
+        wheels: Path | None = None,
         output_cap_bytes: int = 10_000_000,
     ) -> CommandResult:
         started = time.monotonic()
         groups = self._groups(dirs.root.name + "-c")
+
+        def host_path(arg: str) -> str:
+            if wheels is not None and (arg == INNER_WHEELS_DIR or arg.startswith(INNER_WHEELS_DIR + "/")):
+                return str(wheels) + arg[len(INNER_WHEELS_DIR) :]
+            return self._map(arg, dirs)
+
         popen = subprocess.Popen(
-            self._prefix(groups) + [self._map(a, dirs) for a in argv],
-            cwd=dirs.work,
+            self._prefix(groups) + [host_path(a) for a in argv],
+            # The installer starts in its own trusted folder, never in the workdir.
+            cwd=dirs.work if wheels is None else wheels,
             env=self._env(dirs, env),
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,

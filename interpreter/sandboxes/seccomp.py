@@ -3,13 +3,22 @@
 Refused with EPERM: kernel keyrings (keyctl, add_key, request_key: all sandboxes share uid 65534, so a
 keyring would be a channel between sessions), new namespaces (unshare, setns, clone with CLONE_NEWUSER:
 a user namespace is where most kernel privilege-escalation bugs start), mount and module/kexec/reboot/swap
-calls, ptrace, bpf, perf_event_open, userfaultfd, file-handle calls (open_by_handle_at can escape mount
+calls, ptrace, bpf, perf_event_open, userfaultfd, io_uring (its own submission path has been a steady
+source of kernel exploits, and nothing here needs it), file-handle calls (open_by_handle_at can escape mount
 namespaces), and every system call of a foreign ABI (x32, or i386 on x86_64) so the list cannot be
 bypassed. clone3 gets ENOSYS, so the C library falls back to clone, whose flags the filter can inspect
 (the same choice as Docker's default profile).
 
 The filter is raw classic BPF built here (no libseccomp needed) and handed to bubblewrap's --seccomp. Only
 x86_64 and aarch64 are covered; elsewhere `filter_bytes` returns None and the sandbox runs without it.
+
+The docker sandbox gets the same list as a Docker seccomp profile (`docker_profile`, passed with
+`--security-opt seccomp=...`). Docker's own default profile (an allow-list compiled into the daemon, which
+cannot be read back from it) lets io_uring through on the engines this project meets (Debian's 20.10) and
+allows ptrace, and a ptrace(PTRACE_TRACEME) in the kernel made docker-init (the container's PID 1, the
+kernel's parent) exit, which ended the container. Ours replaces it: this deny-list, every foreign ABI
+refused (only the native architecture is listed), and, with every capability dropped and
+no-new-privileges, the capability-gated calls that make up most of Docker's list still fail.
 
 What it deliberately does not do: allow-list system calls (numpy, pip and compilers use a wide and
 changing set), or anything for the unshare fallback, which has no way to install it.
@@ -70,6 +79,9 @@ _ARCHES = {
             "fsmount": 432,
             "move_mount": 429,
             "open_tree": 428,
+            "io_uring_setup": 425,
+            "io_uring_enter": 426,
+            "io_uring_register": 427,
         },
     },
     "aarch64": {
@@ -103,6 +115,9 @@ _ARCHES = {
             "move_mount": 429,
             "fsopen": 430,
             "fsmount": 432,
+            "io_uring_setup": 425,
+            "io_uring_enter": 426,
+            "io_uring_register": 427,
         },
     },
 }
@@ -144,3 +159,40 @@ def filter_bytes(machine: str | None = None) -> bytes | None:
     program += _insn(_RET, _RET_ERRNO | errno.ENOSYS)
     program += _insn(_RET, _RET_ALLOW)
     return program
+
+
+# Namespace flags of clone(2): the docker profile refuses a clone with any of them (the BPF filter above
+# checks CLONE_NEWUSER only: without capabilities the kernel refuses the others itself).
+_CLONE_NAMESPACE_FLAGS = (
+    0x00020000,  # CLONE_NEWNS
+    0x02000000,  # CLONE_NEWCGROUP
+    0x04000000,  # CLONE_NEWUTS
+    0x08000000,  # CLONE_NEWIPC
+    _CLONE_NEWUSER,
+    0x20000000,  # CLONE_NEWPID
+    0x40000000,  # CLONE_NEWNET
+)
+_DOCKER_ARCH = {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64"}
+
+
+def docker_profile(machine: str | None = None) -> dict | None:
+    """The same refusals as a Docker seccomp profile (JSON-ready), or None where the arch is not covered."""
+    name = machine or platform.machine()
+    arch = _ARCHES.get(name)
+    if arch is None:
+        return None
+    rules: list[dict] = [
+        {"names": sorted(arch["blocked"]), "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EPERM},
+        {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.ENOSYS},
+    ]
+    for flag in _CLONE_NAMESPACE_FLAGS:
+        rules.append(
+            {
+                "names": ["clone"],
+                "action": "SCMP_ACT_ERRNO",
+                "errnoRet": errno.EPERM,
+                # Refused when (flags & flag) == flag. x86_64 and aarch64 both take the flags first.
+                "args": [{"index": 0, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ"}],
+            }
+        )
+    return {"defaultAction": "SCMP_ACT_ALLOW", "architectures": [_DOCKER_ARCH[name]], "syscalls": rules}

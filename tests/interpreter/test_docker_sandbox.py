@@ -192,30 +192,36 @@ def test_out_of_memory_kill_is_reported_as_memory(sandbox, tmp_path):
         assert session.run("print('back')").stdout == "back\n"
 
 
-def test_run_command_has_no_network_unless_asked(sandbox, dirs):
+def test_run_command_never_has_a_network_not_even_the_installer(sandbox, dirs, tmp_path):
     probe = [
         "python",
         "-c",
         "import socket; socket.create_connection(('pypi.org', 443), timeout=5); print('up')",
     ]
-    offline = sandbox.run_command(probe, dirs, 30)
-    assert offline.returncode != 0
-    assert "up" not in offline.stdout
-    online = sandbox.run_command(probe, dirs, 30, network=True)
-    require(
-        online.returncode == 0, f"PyPI unreachable from docker's bridge network here: {online.stderr[-200:]}"
-    )
-    assert online.stdout == "up\n"
+    wheels = tmp_path / "wheels"
+    wheels.mkdir(mode=0o755)
+    for extra in ({}, {"wheels": wheels}):
+        done = sandbox.run_command(probe, dirs, 30, **extra)
+        assert done.returncode != 0
+        assert "up" not in done.stdout
 
 
-def test_run_command_writes_pkgs_only_when_allowed(sandbox, dirs):
+def test_run_command_writes_pkgs_only_as_the_installer_which_sees_no_workdir(sandbox, dirs, tmp_path):
     write = ["python", "-c", "open('/pkgs/marker', 'w').write('x')"]
     refused = sandbox.run_command(write, dirs, 30)
     assert refused.returncode != 0
     assert "Read-only file system" in refused.stderr
     assert not (dirs.pkgs / "marker").exists()
-    allowed = sandbox.run_command(write, dirs, 30, pkgs_writable=True)
+    wheels = tmp_path / "wheels"
+    wheels.mkdir(mode=0o755)
+    (wheels / "listed.whl").write_text("w")
+    (wheels / "listed.whl").chmod(0o644)
+    (dirs.work / "kernel-file").write_text("k")
+    # The image has empty /work and /ipc folders of its own: the session's are not mounted over them.
+    look = "import os; print(os.getcwd(), os.listdir('/wheels'), os.listdir('/work'), os.listdir('/ipc'))"
+    allowed = sandbox.run_command(["python", "-c", look + "; " + write[2]], dirs, 30, wheels=wheels)
     assert allowed.returncode == 0, allowed.stderr
+    assert allowed.stdout == "/tmp ['listed.whl'] [] []\n"
     assert (dirs.pkgs / "marker").read_text() == "x"
 
 

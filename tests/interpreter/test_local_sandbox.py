@@ -66,12 +66,18 @@ def test_run_command_reports_memory_exceeded(dirs):
     assert result.memory_exceeded or "MemoryError" in result.stderr
 
 
-def test_run_command_pkgs_is_read_only_unless_asked(dirs):
+def test_run_command_pkgs_is_writable_only_by_the_installer_which_sees_no_workdir(dirs, tmp_path):
     sandbox = sandbox_or_skip("local")
     denied = sandbox.run_command(["sh", "-c", "touch /pkgs/x"], dirs, timeout_s=10)
     assert denied.returncode != 0
-    allowed = sandbox.run_command(["sh", "-c", "touch /pkgs/x"], dirs, timeout_s=10, pkgs_writable=True)
-    assert allowed.returncode == 0 and (dirs.pkgs / "x").exists()
+    wheels = tmp_path / "wheels"
+    wheels.mkdir(mode=0o755)
+    (dirs.work / "kernel-file").write_text("k")
+    look = "pwd; ls /wheels; test -e /work || echo no-work; test -e /ipc || echo no-ipc; touch /pkgs/x"
+    allowed = sandbox.run_command(["sh", "-c", look], dirs, timeout_s=10, wheels=wheels)
+    assert allowed.returncode == 0, allowed.stderr
+    assert allowed.stdout == "/tmp\nno-work\nno-ipc\n"
+    assert (dirs.pkgs / "x").exists()
 
 
 def test_run_command_output_is_capped(dirs):

@@ -13,7 +13,7 @@ from interpreter.sandboxes.base import Limits
 from interpreter.session import Session
 from tests.conftest import require
 
-INSTALL_HEAD = ["python", "-m", "pip", "install", "--target", "/pkgs", "--only-binary=:all:"]
+INSTALL_HEAD = ["python", "-I", "-m", "pip", "install", "--target", "/pkgs", "--only-binary=:all:"]
 
 
 def _one(line: str, **kwargs):
@@ -50,10 +50,14 @@ def test_accepted_pip_installs(line, packages, flags):
     assert command.kind == KIND_PIP, command.message
     assert command.packages == packages
     assert command.argv[: len(INSTALL_HEAD)] == INSTALL_HEAD
+    # The install step never reaches an index: only the wheels the host downloaded.
+    assert command.argv[len(INSTALL_HEAD) : len(INSTALL_HEAD) + 3] == ["--no-index", "--find-links", "/wheels"]
     assert command.argv[-len(packages) :] == packages
+    assert command.download_args[-len(packages) :] == packages
     for flag in flags:
-        assert flag in command.argv
+        assert flag in command.argv + command.download_args
     assert "--user" not in command.argv
+    assert not any("index-url" in arg for arg in command.argv)
 
 
 @pytest.mark.parametrize(
