@@ -129,6 +129,70 @@ def bare_kernel_latency(sandbox_name: str, runs: int) -> list[float]:
     return samples
 
 
+class _ScriptedReplies:
+    """A backend of the loop's interface that streams fixed replies in small chunks (no model work, so the
+    loop-only measurement sees the loop and the kernel and nothing else). Notes when RUN_STOP is handed on."""
+
+    def __init__(self, replies: list[str], chunk: int = 4):
+        from interpreter.protocol import RUN_STOP
+
+        self.replies = replies
+        self.chunk = chunk
+        self.token = RUN_STOP
+        self.stop_times: list[float] = []
+        self.calls = 0
+
+    def stream(self, messages, params, cancel=None, stats=None):
+        reply = self.replies[self.calls % len(self.replies)]
+        self.calls += 1
+        for i in range(0, len(reply), self.chunk):
+            piece = reply[i : i + self.chunk]
+            if self.token in reply[max(0, i - len(self.token)) : i + self.chunk] and reply[
+                : i + self.chunk
+            ].endswith(self.token):
+                self.stop_times.append(time.perf_counter())
+            yield piece
+
+
+def loop_and_bare_kernel_latency(sandbox_name: str, runs: int) -> tuple[list[float], list[float]]:
+    """RUN_STOP -> first OutputChunk through `run_loop` (no UI), and the bare kernel's call -> first output,
+    interleaved in one session (ms each)."""
+    from interpreter.loop import Done, LoopConfig, OutputChunk, run_loop
+    from interpreter.protocol import block_text
+    from interpreter.sandboxes.select import make_sandbox
+    from interpreter.session import Session
+    from llm.base import GenerationParams
+
+    reply = "Let me run it.\n" + block_text("python", "print(6*7)")
+    backend = _ScriptedReplies([reply, "It printed 42."])
+    config = LoopConfig(generation=GenerationParams(max_new_tokens=64), max_rounds=1)
+    loop_ms, bare_ms = [], []
+    with Session(make_sandbox(sandbox_name)) as session:
+        session.run_block("python", "print(0)")  # warm up
+        for run in range(runs + 1):
+            first: float | None = None
+            n_stop = len(backend.stop_times)
+            for event in run_loop(backend, [{"role": "user", "content": "print"}], session, config):
+                if isinstance(event, OutputChunk) and first is None:
+                    first = time.perf_counter()
+                elif isinstance(event, Done) and (first is None or event.reason != "end_of_turn"):
+                    raise RuntimeError(f"the loop did not run the block: {event.reason}")
+            assert first is not None
+            if run:
+                loop_ms.append((first - backend.stop_times[n_stop]) * 1000)
+            got: list[float] = []
+
+            def on_output(stream: str, text: str, got: list[float] = got) -> None:
+                if not got:
+                    got.append(time.perf_counter())
+
+            started = time.perf_counter()
+            session.run_block("python", "print(6*7)", on_output=on_output)
+            if run:
+                bare_ms.append((got[0] - started) * 1000)
+    return loop_ms, bare_ms
+
+
 def _stats(values: list[float]) -> str:
     values = sorted(values)
     p90 = values[min(len(values) - 1, int(round(0.9 * (len(values) - 1))))]

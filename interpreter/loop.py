@@ -3,10 +3,16 @@
 `run_loop(backend, dialogue, session, config)` asks the backend for the assistant's reply, watches the
 stream with `protocol.BlockDetector`, and when a block closes stops generation, runs the block in the
 session (python in its kernel, sh through its package installer), appends the assistant turn and an
-`execution` turn (rendered by `protocol.render_result`) to the dialogue, and generates again: at most
-`max_rounds` executions, each followed by one more generation so the model sees its last result (the
-original demo's MAX_TRY). The app renders the events; the evaluation and the data pipeline consume the
-same events and the final `Done.messages`.
+`execution` turn (`interpreter.dialogue.execution_message`: the text the model saw and the structured
+runs) to the dialogue, and generates again: at most `max_rounds` executions per question, each followed
+by one more generation so the model sees its last result (the original demo's MAX_TRY). The budget starts
+again when `on_turn_end` asks a follow-up question. The app renders the events; the evaluation and the
+data pipeline consume the same events and the final `Done.messages`.
+
+Events tell a consumer everything it needs to draw the reply without parsing the model's text again:
+`TextDelta` carries the raw text (special tokens included), `BlockOpened` / `BlockUpdated` /
+`BlockClosed` say where a block begins, its language and code so far, and how it ended, and the
+`Execution*` events follow a block that runs.
 
 Rounds and turns, following how the released checkpoints were used:
 - a python block (and any block with a problem, see protocol's table) ends the turn: generation stops;
@@ -17,18 +23,22 @@ Rounds and turns, following how the released checkpoints were used:
   A backend that always stops at RUN_STOP just ends the turn after the sh block; both are handled.
 
 Cancellation: setting `cancel` (from any thread) stops generation (the backend gets a cancel event),
-interrupts a running execution (`session.interrupt()`, right away, from a relay thread; code that
-ignores the interrupt for `cancel_grace_s` gets its kernel killed, which the session replaces with a fresh
-one, state lost), and the loop ends with `Done(reason="cancelled")` holding everything generated and run
-so far.
+interrupts a running execution (`session.interrupt()`; code that ignores it for `cancel_grace_s` gets
+its kernel killed with `session.kill()`, and the session starts a fresh one, state lost), and the loop
+ends with `Done(reason="cancelled")` holding everything generated and run so far. With a `Cancel` (this
+module's event) that happens the moment it is set, from the setting thread, even while nobody pulls the
+generator; a plain `threading.Event` is watched by a small thread that looks every 50 ms.
 
-Threads: `session.run_block` runs in a worker thread; its `on_output` callback may be called from any
-thread and only puts chunks on a queue, which the generator drains, so OutputChunk events arrive while the
-code runs. The generator itself is meant to be consumed by one thread.
+Threads and speed: `session.run_block` runs in one worker thread per execution; its `on_output` callback
+only puts chunks on a queue that the generator blocks on (no polling), so OutputChunk events arrive while
+the code runs. The loop starts the code before it announces it, and announces it (with the text that
+closed the block) only once the first output arrived or `announce_wait_s` passed: a consumer that
+redraws on every event would otherwise redraw exactly while the kernel needs the CPU. The generator is
+meant to be consumed by one thread.
 
 What it deliberately does not do: import `llm` (the backend is any object with `stream(messages, params,
-cancel, stats)`; generation params are passed through opaquely), apply chat templates, render events for
-a UI, or know the model's end-of-turn token (backends stop there).
+cancel, stats)`, see `Backend`; generation params are passed through), apply chat templates, render
+events for a UI, or know the model's end-of-turn token (backends stop there).
 """
 
 from __future__ import annotations
@@ -39,18 +49,108 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol, TypeVar
 
 from interpreter import protocol
-from interpreter.kernel import ExecutionResult
-from interpreter.protocol import RUN_STOP, Block, Note, RunRecord, Text
+from interpreter.dialogue import execution_message
+from interpreter.protocol import RUN_STOP, Block, Note, Opened, Text
+from interpreter.results import ExecutionResult, RunRecord
+
+# -- what the loop needs from its collaborators ---------------------------------------------------------
+
+# Called with ("stdout" | "stderr", text) as output arrives.
+OutputCallback = Callable[[str, str], None]
+
+
+class GenerationParamsLike(Protocol):
+    """What the loop reads of the opaque generation params (e.g. llm.base.GenerationParams)."""
+
+    stop: list[str]
+    max_new_tokens: int
+
+
+class StreamStatsLike(Protocol):
+    """What a backend fills in during `stream` (llm.base.StreamStats has these fields)."""
+
+    prompt_tokens: int
+    prefill_tokens: int
+    generated_tokens: int
+    stop_reason: str  # "end_of_turn" | "stop" | "max_tokens" | "cancelled", or "" when unknown
+
+
+ParamsT = TypeVar("ParamsT", bound=GenerationParamsLike, contravariant=True)
+
+
+class Backend(Protocol[ParamsT]):
+    """A model backend (llm.base.Backend): streams the assistant's reply as text chunks.
+
+    It stops at the model's end of turn or a stop string, soon after `cancel` is set, and when the
+    consumer closes the iterator (the loop does so when a block ends the turn)."""
+
+    def stream(
+        self,
+        messages: list[dict],
+        params: ParamsT,
+        cancel: threading.Event | None = None,
+        stats: StreamStatsLike | None = None,
+    ) -> Iterable[str]: ...
+
+
+class InterpreterSession(Protocol):
+    """Where blocks run (interpreter.session.Session)."""
+
+    def run_block(
+        self,
+        language: str,
+        code: str,
+        on_output: OutputCallback | None = None,
+        timeout_s: float | None = None,
+    ) -> ExecutionResult: ...
+
+    def interrupt(self) -> None: ...
+
+    def kill(self) -> bool: ...
+
+    def is_alive(self) -> bool: ...
+
+
+# -- events ---------------------------------------------------------------------------------------------
 
 
 @dataclass
 class TextDelta:
     text: str  # assistant text, special tokens included
+
+
+@dataclass
+class BlockOpened:
+    """A block begins: the TextDeltas from here to its BlockClosed are the block as the model writes it."""
+
+    wrapped: bool  # False: a bare ```python fence (execution mode "always")
+
+
+@dataclass
+class BlockUpdated:
+    """The language and code so far of the block being written (sent when they change)."""
+
+    language: str  # "python" | "sh", the fence tag as written for others, "" before the fence line ends
+    code: str
+
+
+@dataclass
+class BlockClosed:
+    """The block is complete (or the turn ended inside it). Runnable when `problem` is ""."""
+
+    language: str
+    code: str
+    problem: str = ""  # protocol.PROBLEM_*: why it cannot run
+    note: str = ""  # one line about the problem
+
+    @property
+    def runnable(self) -> bool:
+        return not self.problem
 
 
 @dataclass
@@ -89,7 +189,7 @@ class Notice:
 
 @dataclass
 class Done:
-    messages: list[dict]  # the whole dialogue in DESIGN.md's format, execution turns included
+    messages: list[dict]  # the whole dialogue in DESIGN.md's format, execution turns (with runs) included
     # "end_of_turn" | "max_rounds" | "cancelled" | "max_tokens" | "error" (after an ErrorEvent)
     reason: str
 
@@ -101,6 +201,9 @@ class ErrorEvent:
 
 Event = (
     TextDelta
+    | BlockOpened
+    | BlockUpdated
+    | BlockClosed
     | ExecutionStarted
     | OutputChunk
     | ExecutionFinished
@@ -116,17 +219,55 @@ ApproveCallback = Callable[[Block], "str | None"]
 TurnEndHook = Callable[[list[dict]], "str | None"]
 
 DECLINED_NOTE = "The user chose not to run this code."
-DEFAULT_MAX_ROUNDS = 3  # executions fed back per question, as in the original demo (its MAX_TRY)
+
+# A plain threading.Event cancel is looked at this often (a `Cancel` needs no looking).
+CANCEL_POLL_S = 0.05
+# After a cancel, an interrupt that landed before the kernel began the cell is lost: repeat it this often.
+REINTERRUPT_S = 0.5
+
+
+class Cancel(threading.Event):
+    """A threading.Event that also calls its listeners the moment it is set (no thread, no polling).
+
+    The app passes one per message so Stop interrupts the kernel at once; any threading.Event works too.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._listeners: list[Callable[[], None]] = []
+        self._listeners_lock = threading.Lock()
+
+    def set(self) -> None:
+        super().set()
+        with self._listeners_lock:
+            listeners, self._listeners = self._listeners, []
+        for listener in listeners:
+            try:
+                listener()
+            except Exception:  # one broken listener must not keep the others from stopping
+                pass
+
+    def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener` once when set (at once if it already is); returns an unsubscribe function."""
+        with self._listeners_lock:
+            if not self.is_set():
+                self._listeners.append(listener)
+                return lambda: self._unsubscribe(listener)
+        listener()
+        return lambda: None
+
+    def _unsubscribe(self, listener: Callable[[], None]) -> None:
+        with self._listeners_lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
 
 
 @dataclass
 class LoopConfig:
-    # Opaque generation parameters handed to `backend.stream` (e.g. llm.base.GenerationParams). The loop
-    # only copies it and, when blocks end the turn, adds RUN_STOP to a copy of its `stop` list.
-    generation: Any = None
-    max_rounds: int = (
-        DEFAULT_MAX_ROUNDS  # executions fed back to the model (the demo's MAX_TRY); 0 runs nothing
-    )
+    # Generation parameters handed to `backend.stream` (e.g. llm.base.GenerationParams). The loop only
+    # copies them and, when blocks end the turn, adds RUN_STOP to a copy of their `stop` list.
+    generation: GenerationParamsLike | None = None
+    max_rounds: int = 3  # executions fed back to the model per question (the demo's MAX_TRY); 0 runs nothing
     execution_mode: str = "auto"  # protocol.EXECUTION_MODES
     render_style: str = "demo"  # protocol.RENDER_STYLES: "demo" for released checkpoints, "tokens" for ours
     head_chars: int = protocol.DEFAULT_HEAD_CHARS  # model-visible output: first chars kept per stream
@@ -135,8 +276,13 @@ class LoopConfig:
     execution_role: str = "user"  # role execution turns take in what the model sees
     sh_ends_turn: bool = False  # see the module docstring
     bare_python: bool | None = None  # detect bare ```python fences; None means "only in always mode"
+    # Executed bare ```python fences are stored in token form (RUN_START```python ...```RUN_STOP) in the
+    # recorded assistant text, so dialogues of a teacher that writes bare fences teach the tokens.
+    record_bare_as_tokens: bool = False
     execution_timeout_s: float | None = None  # per block; None leaves the session's default
     cancel_grace_s: float = 5.0  # after an interrupt, wait this long before killing a kernel that ignores it
+    # How long the loop waits for an execution's first output before announcing it (see the docstring).
+    announce_wait_s: float = 0.03
     # Called when the model ends its turn without asking to run code: return a user message to go on
     # (e.g. the data pipeline's questioner, an evaluation asking for the final function), None to stop.
     on_turn_end: TurnEndHook | None = None
@@ -154,6 +300,8 @@ class LoopConfig:
             )
         if self.max_rounds < 0:
             raise ValueError("max_rounds must be >= 0")
+        if self.announce_wait_s < 0:
+            raise ValueError("announce_wait_s must be >= 0")
 
     @property
     def detects_bare_python(self) -> bool:
@@ -162,16 +310,19 @@ class LoopConfig:
 
 @dataclass
 class _Stats:
-    """Duck-typed stand-in for llm.base.StreamStats (interpreter does not import llm)."""
+    """Stand-in for llm.base.StreamStats (interpreter does not import llm)."""
 
     prompt_tokens: int = 0
     prefill_tokens: int = 0
     generated_tokens: int = 0
-    stop_reason: str = ""  # "end_of_turn" | "stop" | "max_tokens" | "cancelled", when the backend says
+    stop_reason: str = ""
 
 
-def _params_with_stop(params: Any, extra: list[str]) -> Any:
-    """A copy of the opaque params whose `stop` list also holds `extra` (the caller's object is untouched)."""
+P = TypeVar("P", bound=GenerationParamsLike)
+
+
+def _params_with_stop(params: P, extra: list[str]) -> P:
+    """A copy of the params whose `stop` list also holds `extra` (the caller's object is untouched)."""
     if not extra:
         return params
     stop = list(getattr(params, "stop", None) or [])
@@ -196,45 +347,10 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-class _CancelRelay:
-    """Turns the caller's cancel event into immediate action from a small thread: it sets the running
-    generation's cancel event and interrupts a running execution, even while nobody pulls the generator."""
-
-    def __init__(self, cancel: threading.Event, session: Any):
-        self.cancel = cancel
-        self.session = session
-        self.generation: threading.Event | None = None
-        self.executing = False
-        self._lock = threading.Lock()
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="autocoder-loop-cancel", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._done.is_set():
-            if self.cancel.wait(timeout=0.05):
-                self.fire()
-                return
-
-    def fire(self) -> None:
-        with self._lock:
-            if self.generation is not None:
-                self.generation.set()
-            if self.executing:
-                self.executing = False  # interrupt once
-                try:
-                    self.session.interrupt()
-                except Exception:  # the generator reports what comes of it; the relay must not die loudly
-                    pass
-
-    def stop(self) -> None:
-        self._done.set()
-
-
 def run_loop(
-    backend: Any,
+    backend: Backend[P],
     dialogue: list[dict],
-    session: Any,
+    session: InterpreterSession,
     config: LoopConfig,
     *,
     cancel: threading.Event | None = None,
@@ -249,31 +365,89 @@ def run_loop(
     protocol.validate_dialogue(dialogue)
     if config.execution_mode == "ask" and approve is None:
         raise ValueError('execution mode "ask" needs an approve callback')
-    return _Loop(backend, dialogue, session, config, cancel or threading.Event(), approve).run()
+    return _Loop(backend, dialogue, session, config, cancel or Cancel(), approve).run()
+
+
+@dataclass
+class _Turn:
+    """What one generation round produced."""
+
+    text: list[str] = field(default_factory=list)
+    terminal: Block | None = None  # the block that ended the turn
+    records: list[RunRecord] = field(default_factory=list)
+    stats: _Stats = field(default_factory=_Stats)
+    hit_max_tokens: bool = False
+    error: str = ""
+    in_block: bool = False
+    block_so_far: tuple[str, str] | None = None  # the last BlockUpdated sent
+    held: list[Event] = field(default_factory=list)  # events not yet yielded (see `_execute`)
 
 
 class _Loop:
-    def __init__(self, backend, dialogue, session, config: LoopConfig, cancel, approve):
+    def __init__(
+        self,
+        backend: Backend[P],
+        dialogue: list[dict],
+        session: InterpreterSession,
+        config: LoopConfig,
+        cancel: threading.Event,
+        approve: ApproveCallback | None,
+    ):
         self.backend = backend
         self.messages = [dict(m) for m in dialogue]
         self.session = session
         self.config = config
         self.cancel = cancel
         self.approve = approve
-        self.relay: _CancelRelay | None = None
+        # What a cancel acts on, under _lock: the running generation's cancel event, and the running
+        # execution's inbox (a cancel wakes the generator blocked on it).
+        self._lock = threading.Lock()
+        self._generation: threading.Event | None = None
+        self._inbox: queue.SimpleQueue | None = None
+        self._interrupt_pending = False
+
+    # -- cancellation -----------------------------------------------------------------------------------
+
+    def _on_cancel(self) -> None:
+        """Runs in whichever thread noticed the cancel: stop generating, interrupt the running code."""
+        with self._lock:
+            generation, inbox = self._generation, self._inbox
+            interrupt, self._interrupt_pending = self._interrupt_pending, False
+        if generation is not None:
+            generation.set()
+        if interrupt:
+            self._interrupt_quietly()
+        if inbox is not None:
+            inbox.put(("cancel",))
+
+    def _watch_cancel(self) -> Callable[[], None]:
+        """Arrange for `_on_cancel` to run when the caller's cancel is set; returns how to stop watching."""
+        if isinstance(self.cancel, Cancel):
+            return self.cancel.subscribe(self._on_cancel)
+        done = threading.Event()
+        cancel = self.cancel
+
+        def watch() -> None:
+            while not done.is_set():
+                if cancel.wait(CANCEL_POLL_S):
+                    self._on_cancel()
+                    return
+
+        threading.Thread(target=watch, name="autocoder-loop-cancel", daemon=True).start()
+        return done.set
 
     # -- the loop ---------------------------------------------------------------------------------------
 
     def run(self) -> Iterator[Event]:
-        self.relay = _CancelRelay(self.cancel, self.session)
+        stop_watching = self._watch_cancel()
         try:
             yield from self._rounds()
         finally:
-            self.relay.stop()
+            stop_watching()
 
     def _rounds(self) -> Iterator[Event]:
         cfg = self.config
-        executions = 0
+        executions = 0  # this question's executions: the budget is per question
         generations = 0
         while True:
             if self.cancel.is_set():
@@ -283,6 +457,7 @@ class _Loop:
             turn = _Turn()
             yield from self._generate(turn, may_execute=executions < cfg.max_rounds)
             if turn.error:
+                yield from self._release(turn)
                 yield ErrorEvent(turn.error)
                 self._append_turn(turn)
                 yield Done(self.messages, "error")
@@ -290,6 +465,7 @@ class _Loop:
             if turn.terminal is not None and not self.cancel.is_set():
                 if turn.terminal.problem == protocol.PROBLEM_UNCLOSED and turn.hit_max_tokens:
                     # Cut off mid-block by the token limit: telling the model would only repeat that.
+                    yield from self._release(turn)
                     yield Notice(
                         f"the reply hit the max new tokens limit inside a code block; {turn.terminal.note}"
                     )
@@ -298,6 +474,7 @@ class _Loop:
                     yield Done(self.messages, "max_tokens")
                     return
                 if executions >= cfg.max_rounds:
+                    yield from self._release(turn)
                     yield Notice(
                         f"reached the limit of {cfg.max_rounds} executions; the last block was not run"
                     )
@@ -311,6 +488,7 @@ class _Loop:
                     self._append_turn(turn)
                     yield Done(self.messages, "error")
                     return
+            yield from self._release(turn)
             self._append_turn(turn)
             yield self._round_finished(generations, turn)
             if self.cancel.is_set():
@@ -326,9 +504,16 @@ class _Loop:
             follow_up = cfg.on_turn_end(list(self.messages)) if cfg.on_turn_end else None
             if follow_up:
                 self.messages.append({"role": "user", "content": follow_up})
+                executions = 0  # a new question gets its own budget
                 continue
             yield Done(self.messages, "end_of_turn")
             return
+
+    @staticmethod
+    def _release(turn: _Turn) -> Iterator[Event]:
+        """Yield the events held back at the end of a generation (see `_execute`)."""
+        held, turn.held = turn.held, []
+        yield from held
 
     def _round_finished(self, number: int, turn: _Turn) -> RoundFinished:
         s = turn.stats
@@ -341,22 +526,29 @@ class _Loop:
         if text:
             self.messages.append({"role": "assistant", "content": text})
         if turn.records:
-            content = protocol.render_result(
-                turn.records, self.config.render_style, self.config.head_chars, self.config.tail_chars
+            cfg = self.config
+            self.messages.append(
+                execution_message(turn.records, cfg.render_style, cfg.head_chars, cfg.tail_chars)
             )
-            self.messages.append({"role": "execution", "content": content})
 
     # -- generation -------------------------------------------------------------------------------------
 
     def _generate(self, turn: _Turn, may_execute: bool) -> Iterator[Event]:
         cfg = self.config
+        assert cfg.generation is not None  # validate() checked
         model_messages = protocol.render_dialogue(
-            self.messages, cfg.render_style, cfg.system_prompt, cfg.execution_role
+            self.messages,
+            cfg.render_style,
+            cfg.system_prompt,
+            cfg.execution_role,
+            cfg.head_chars,
+            cfg.tail_chars,
         )
         params = _params_with_stop(cfg.generation, [RUN_STOP] if cfg.sh_ends_turn else [])
         detector = protocol.BlockDetector(bare_python=cfg.detects_bare_python)
         gen_cancel = threading.Event()
-        self.relay.generation = gen_cancel
+        with self._lock:
+            self._generation = gen_cancel
         if self.cancel.is_set():
             gen_cancel.set()
         stream = None
@@ -366,17 +558,18 @@ class _Loop:
             for chunk in stream:
                 if self.cancel.is_set():
                     break
-                yield from self._detected(turn, detector.feed(chunk), may_execute)
+                yield from self._detected(turn, detector, detector.feed(chunk), may_execute)
                 if turn.terminal is not None or turn.error:
                     break
             else:
                 ended_naturally = True
-                yield from self._detected(turn, detector.finish(), may_execute)
+                yield from self._detected(turn, detector, detector.finish(), may_execute)
         except Exception as exc:  # a backend failure ends the loop with one line, never a traceback
             turn.error = f"model backend failed: {_one_line(exc)}"
         finally:
             gen_cancel.set()  # a block closed, or we were cancelled: the backend stops generating
-            self.relay.generation = None
+            with self._lock:
+                self._generation = None
             close = getattr(stream, "close", None)
             if close is not None:
                 try:
@@ -391,31 +584,56 @@ class _Loop:
             max_new = getattr(cfg.generation, "max_new_tokens", None)
             turn.hit_max_tokens = bool(max_new) and turn.stats.generated_tokens >= max_new
 
-    def _detected(self, turn: _Turn, events: list, may_execute: bool) -> Iterator[Event]:
-        for event in events:
+    def _detected(
+        self, turn: _Turn, detector: protocol.BlockDetector, found: list, may_execute: bool
+    ) -> Iterator[Event]:
+        """Turn one chunk's detector events into loop events. When a block ends the turn, this chunk's
+        events are held in `turn.held` (the execution announces them, see `_execute`)."""
+        out: list[Event] = []
+        for event in found:
             if turn.terminal is not None or turn.error:
-                return  # whatever follows a turn-ending block is not part of the turn
+                break  # whatever follows a turn-ending block is not part of the turn
             if isinstance(event, Text):
                 turn.text.append(event.text)
-                yield TextDelta(event.text)
+                out.append(TextDelta(event.text))
+            elif isinstance(event, Opened):
+                if turn.in_block:  # a duplicate RUN_START: the unfinished block was dropped
+                    out.append(BlockClosed("", "", "dropped", "replaced by a new block"))
+                turn.in_block, turn.block_so_far = True, None
+                out.append(BlockOpened(event.wrapped))
             elif isinstance(event, Note):
-                yield Notice(event.message)
+                out.append(Notice(event.message))
             elif isinstance(event, Block):
-                if event.language == "sh" and event.runnable and not self.config.sh_ends_turn and may_execute:
+                turn.in_block = False
+                out.append(BlockClosed(event.language, event.code, event.problem, event.note))
+                sh_in_turn = event.language == "sh" and event.runnable and not self.config.sh_ends_turn
+                if sh_in_turn and may_execute:
                     # An install inside the turn: run it now, keep reading the stream.
+                    turn.held, out = out, []
                     yield from self._handle_block(turn, event)
                 else:
                     turn.terminal = event
+                    turn.held = out
+                    return
+        if turn.in_block:
+            so_far = detector.open_block()
+            if so_far is not None and so_far != turn.block_so_far:
+                turn.block_so_far = so_far
+                out.append(BlockUpdated(*so_far))
+        yield from out
 
     # -- execution --------------------------------------------------------------------------------------
 
     def _handle_block(self, turn: _Turn, block: Block) -> Iterator[Event]:
         if not block.runnable:
+            yield from self._release(turn)
             yield Notice(f"not run: {block.note}")
             turn.records.append(RunRecord(block.language or "python", block.code, None, block.note))
             return
         code = block.code
         if self.config.execution_mode == "ask":
+            yield from self._release(turn)  # the user sees the block before being asked about it
+            assert self.approve is not None  # run_loop checked
             answer = self.approve(block)
             if answer is None or self.cancel.is_set():
                 yield Notice("not run: the user declined")
@@ -424,12 +642,13 @@ class _Loop:
             if answer != code:
                 # The dialogue shows the code that actually ran, so the model continues from the truth.
                 yield Notice("running the code as edited by the user")
-                edited = protocol.block_text(block.language, answer)
-                self._replace_block_text(turn, block, edited)
+                self._replace_block_text(turn, block, protocol.block_text(block.language, answer))
                 code = answer
         result = yield from self._execute(turn, block.language, code)
         if result is not None:
             turn.records.append(RunRecord(block.language, code, result))
+            if not block.wrapped and self.config.record_bare_as_tokens and code == block.code:
+                self._replace_block_text(turn, block, protocol.block_text(block.language, code))
 
     def _replace_block_text(self, turn: _Turn, block: Block, edited: str) -> None:
         text = "".join(turn.text)
@@ -440,9 +659,12 @@ class _Loop:
             text = text[:index] + edited + text[index + len(block.raw) :]
         turn.text = [text]
 
-    def _execute(self, turn: _Turn, language: str, code: str) -> Iterator[Event]:
+    def _execute(
+        self, turn: _Turn, language: str, code: str
+    ) -> Generator[Event, None, ExecutionResult | None]:
         """Run one block in a worker thread, yielding its output as it arrives; returns the result."""
         if self.cancel.is_set():
+            yield from self._release(turn)
             return None  # stopped before it started: nothing to run or interrupt
         exec_id = uuid.uuid4().hex[:12]
         inbox: queue.SimpleQueue = queue.SimpleQueue()
@@ -450,46 +672,60 @@ class _Loop:
         def on_output(stream: str, text: str) -> None:
             inbox.put(("output", stream, text))
 
+        timeout = self.config.execution_timeout_s
+
         def work() -> None:
             try:
-                kwargs = {"on_output": on_output}
-                if self.config.execution_timeout_s is not None:
-                    kwargs["timeout_s"] = self.config.execution_timeout_s
-                inbox.put(("done", self.session.run_block(language, code, **kwargs)))
+                inbox.put(("done", self.session.run_block(language, code, on_output, timeout)))
             except BaseException as exc:  # reported on the generator's thread
                 inbox.put(("failed", exc))
 
-        # Start before announcing it: the code runs even while the consumer is busy with the event, and a
-        # cancel arriving meanwhile finds something to interrupt.
-        self.relay.executing = True
+        with self._lock:
+            self._inbox = inbox
+            self._interrupt_pending = True  # a cancel from now on interrupts this execution
         worker = threading.Thread(target=work, name=f"autocoder-exec-{exec_id}", daemon=True)
+        # Start it before announcing it: the code runs even while the consumer is busy with the events.
         worker.start()
+        early: list[tuple] = []
+        if self.config.announce_wait_s > 0:
+            try:
+                early.append(inbox.get(timeout=self.config.announce_wait_s))
+            except queue.Empty:
+                pass
         interrupted_at: float | None = None
         last_interrupt = 0.0
         forced = False  # the kernel was killed after the grace period
         try:
+            yield from self._release(turn)
             yield ExecutionStarted(exec_id, language, code)
             while True:
-                try:
-                    item = inbox.get(timeout=0.05)
-                except queue.Empty:
-                    if self.cancel.is_set():
-                        now = time.monotonic()
-                        if interrupted_at is None:
-                            interrupted_at = last_interrupt = now
-                            self.relay.fire()
-                        elif now - interrupted_at > self.config.cancel_grace_s and not forced:
-                            # The code ignores the interrupt (or an sh command runs outside the kernel).
-                            forced = True
-                            if language != "sh" and self._kill_kernel():
-                                continue  # the session sees its kernel die, restarts it and returns
-                            return (yield from self._give_up(exec_id, language))
-                        elif forced and now - interrupted_at > 2 * self.config.cancel_grace_s + 5:
-                            return (yield from self._give_up(exec_id, language))
-                        elif now - last_interrupt > 0.5:
-                            # An interrupt that landed before the kernel began the cell is lost: repeat it.
-                            last_interrupt = now
-                            self._interrupt_quietly()
+                if early:
+                    item = early.pop()
+                else:
+                    try:
+                        # Block until something happens (output, the end, or a cancel's wake-up); only
+                        # after a cancel is there a clock to watch.
+                        item = inbox.get(timeout=None if interrupted_at is None else CANCEL_POLL_S)
+                    except queue.Empty:
+                        item = ("tick",)
+                if item[0] in ("cancel", "tick"):
+                    if not self.cancel.is_set():
+                        continue
+                    now = time.monotonic()
+                    if interrupted_at is None:
+                        interrupted_at = last_interrupt = now
+                        self._on_cancel()  # interrupts now unless the cancel's thread already did
+                    elif now - interrupted_at > self.config.cancel_grace_s and not forced:
+                        # The code ignores the interrupt (or an sh command runs outside the kernel).
+                        forced = True
+                        if language != "sh" and self._kill_kernel():
+                            continue  # the session sees its kernel die, restarts it and returns
+                        return (yield from self._give_up(exec_id, language))
+                    elif forced and now - interrupted_at > 2 * self.config.cancel_grace_s + 5:
+                        return (yield from self._give_up(exec_id, language))
+                    elif now - last_interrupt > REINTERRUPT_S:
+                        last_interrupt = now
+                        self._interrupt_quietly()
                     continue
                 if item[0] == "output":
                     yield OutputChunk(exec_id, item[1], item[2])
@@ -510,8 +746,10 @@ class _Loop:
                     turn.error = f"could not run the code: {_one_line(item[1])}"
                     return None
         finally:
-            self.relay.executing = False
-            if worker.is_alive() and interrupted_at is None:
+            with self._lock:
+                self._inbox = None
+                still_pending, self._interrupt_pending = self._interrupt_pending, False
+            if worker.is_alive() and still_pending:
                 # The consumer closed the generator mid-execution: do not leave the code running.
                 self._interrupt_quietly()
 
@@ -522,16 +760,12 @@ class _Loop:
             pass
 
     def _kill_kernel(self) -> bool:
-        """Kill the session's kernel process so its running execution returns: the session notices the
-        death, starts a fresh kernel and reports the state as lost. False when there is no such process."""
-        process = getattr(getattr(self.session, "kernel", None), "process", None)
-        if process is None or not hasattr(process, "kill"):
-            return False
+        """Kill the session's kernel so its running execution returns: the session notices the death,
+        starts a fresh kernel and reports the state as lost. False when there was nothing to kill."""
         try:
-            process.kill()
+            return self.session.kill()
         except Exception:
             return False
-        return True
 
     def _give_up(self, exec_id: str, language: str) -> Iterator[Event]:
         """Stop waiting for an execution that would not stop; the loop ends without its result."""
@@ -545,15 +779,3 @@ class _Loop:
         yield ExecutionFinished(exec_id, result)
         yield Notice(message)
         return result
-
-
-@dataclass
-class _Turn:
-    """What one generation round produced."""
-
-    text: list[str] = field(default_factory=list)
-    terminal: Block | None = None  # the block that ended the turn
-    records: list[RunRecord] = field(default_factory=list)
-    stats: _Stats = field(default_factory=_Stats)
-    hit_max_tokens: bool = False
-    error: str = ""

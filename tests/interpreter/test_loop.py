@@ -12,6 +12,10 @@ import time
 import pytest
 
 from interpreter.loop import (
+    BlockClosed,
+    BlockOpened,
+    BlockUpdated,
+    Cancel,
     Done,
     ErrorEvent,
     ExecutionFinished,
@@ -24,7 +28,7 @@ from interpreter.loop import (
     final_answer,
     run_loop,
 )
-from interpreter.protocol import OUTPUT_START, OUTPUT_STOP, RUN_STOP, block_text
+from interpreter.protocol import OUTPUT_START, OUTPUT_STOP, RUN_STOP, block_text, render_dialogue
 from tests.conftest import require
 from tests.fixtures.tiny_models import SCENARIOS, tiny_autocoder_path  # noqa: F401 (pytest fixture)
 
@@ -76,10 +80,12 @@ def ask(prompt: str) -> list[dict]:
 
 
 def kinds(events) -> list[str]:
-    """Event type names, consecutive TextDeltas and OutputChunks collapsed."""
+    """Event type names, consecutive TextDeltas and OutputChunks collapsed, block boundaries left out."""
     out: list[str] = []
     for event in events:
         name = type(event).__name__
+        if name.startswith("Block"):
+            continue
         if not (out and out[-1] == name and name in ("TextDelta", "OutputChunk")):
             out.append(name)
     return out
@@ -109,17 +115,39 @@ def test_model_runs_its_block_sees_the_output_and_answers(backend, session, styl
     started = next(e for e in events if isinstance(e, ExecutionStarted))
     assert (started.language, started.code) == ("python", sc.code)
     assert [(e.stream, e.text) for e in events if isinstance(e, OutputChunk)] == [("stdout", "42\n")]
+    # The block's boundaries came as events: opened, its code growing, closed just before it ran.
+    blocks = [e for e in events if isinstance(e, BlockOpened | BlockUpdated | BlockClosed)]
+    assert isinstance(blocks[0], BlockOpened) and blocks[0].wrapped
+    assert blocks[-1] == BlockClosed("python", sc.code)
+    updates = [e.code for e in blocks if isinstance(e, BlockUpdated)]
+    assert updates and all(sc.code.startswith(code) for code in updates)
+    assert events.index(blocks[-1]) < events.index(started)
     finished = next(e for e in events if isinstance(e, ExecutionFinished))
     assert finished.exec_id == started.exec_id and finished.result.status == "ok"
 
     done = events[-1]
     assert done.reason == "end_of_turn"
-    assert done.messages == [
+    without_runs = [{k: v for k, v in m.items() if k != "runs"} for m in done.messages]
+    assert without_runs == [
         {"role": "user", "content": "print"},
         {"role": "assistant", "content": sc.reply},
         {"role": "execution", "content": execution_content},
         {"role": "assistant", "content": sc.final},
     ]
+    # The execution turn carries the structured run, which renders the same text in the same style.
+    (run_,) = done.messages[2]["runs"]
+    assert (run_["language"], run_["code"], run_["status"], run_["stdout"]) == (
+        "python",
+        sc.code,
+        "ok",
+        "42\n",
+    )
+    other = "tokens" if style == "demo" else "demo"
+    again = render_dialogue(done.messages, style=style)[2]["content"]
+    if style == "tokens":
+        again = again.removeprefix(f"{OUTPUT_START}\n").removesuffix(f"\n{OUTPUT_STOP}")
+    assert again == execution_content
+    assert render_dialogue(done.messages, style=other)[2]["content"] != execution_content
     # The streamed text is the dialogue's assistant text, special tokens included.
     streamed = "".join(e.text for e in events if isinstance(e, TextDelta))
     assert streamed == sc.reply + sc.final
@@ -194,7 +222,7 @@ def test_ask_mode_skip_tells_the_model(backend, session):
 
 
 def test_cancel_mid_execution_stops_quickly_and_keeps_the_session(backend, session):
-    cancel = threading.Event()
+    cancel = Cancel()
     session.run_block("python", "kept = 7")
     events = []
     cancelled_at = None
@@ -211,6 +239,8 @@ def test_cancel_mid_execution_stops_quickly_and_keeps_the_session(backend, sessi
     assert isinstance(done, Done) and done.reason == "cancelled"
     finished = next(e for e in events if isinstance(e, ExecutionFinished))
     assert finished.result.error is not None and finished.result.error.name == "KeyboardInterrupt"
+    # The interrupt landed while the consumer slept (the Cancel called the loop), not when it pulled again.
+    assert finished.result.duration_s < 0.9, finished.result.duration_s
     # What was generated and run is preserved; the model was not asked again.
     assert [m["role"] for m in done.messages] == ["user", "assistant", "execution"]
     assert done.messages[1]["content"] == SCENARIOS["sleep"].reply

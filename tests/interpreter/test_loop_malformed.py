@@ -14,7 +14,19 @@ import threading
 
 import pytest
 
-from interpreter.loop import Done, ExecutionStarted, LoopConfig, Notice, OutputChunk, TextDelta, run_loop
+from interpreter.loop import (
+    BlockClosed,
+    BlockOpened,
+    BlockUpdated,
+    Cancel,
+    Done,
+    ExecutionStarted,
+    LoopConfig,
+    Notice,
+    OutputChunk,
+    TextDelta,
+    run_loop,
+)
 from interpreter.protocol import RUN_START, RUN_STOP, block_text
 from tests.conftest import require
 
@@ -122,10 +134,15 @@ def test_unknown_language_is_explained_to_the_model_which_retries(session):
     assert any(isinstance(e, Notice) and "javascript" in e.message for e in events)
     assert [e.language for e in events if isinstance(e, ExecutionStarted)] == ["python"]
     done = events[-1]
-    assert done.messages[2] == {
-        "role": "execution",
-        "content": "result.stdout:\nNone\nresult.stderr:\n```javascript blocks cannot be run here; only python and sh blocks run",
-    }
+    execution = done.messages[2]
+    assert execution["role"] == "execution"
+    assert execution["content"] == (
+        "result.stdout:\nNone\nresult.stderr:\n```javascript blocks cannot be run here; only python and sh blocks run"
+    )
+    # The structured run says it was not run, and why.
+    (run_,) = execution["runs"]
+    assert (run_["language"], run_["code"], run_["status"]) == ("javascript", "console.log(1)", "not_run")
+    assert "cannot be run here" in run_["note"]
     assert done.reason == "end_of_turn" and done.messages[-1]["content"] == "Done."
 
 
@@ -170,3 +187,82 @@ def test_duplicate_start_and_missing_closing_fence_are_reported_and_run(session)
     notices = [e.message for e in events if isinstance(e, Notice)]
     assert any("dropped" in n for n in notices) and any("closing ``` fence" in n for n in notices)
     assert [e.text for e in events if isinstance(e, OutputChunk)] == ["kept\n"]
+
+
+def test_executed_bare_fences_are_recorded_in_token_form_when_asked(session):
+    reply = "Let me check:\n```python\nprint(2 + 2)\n```\nignored"
+    cfg = config(execution_mode="always", record_bare_as_tokens=True)
+    events = run(Scripted(reply, "It is 4."), session, cfg)
+    done = events[-1]
+    assert done.messages[1]["content"] == "Let me check:\n" + block_text("python", "print(2 + 2)")
+    # What streamed is what the model wrote; only the record is rewritten.
+    streamed = "".join(e.text for e in events if isinstance(e, TextDelta))
+    assert streamed == "Let me check:\n```python\nprint(2 + 2)\n```It is 4."
+    # A bare fence that was not run (no executions left) stays as written.
+    events = run(
+        Scripted(reply), session, config(execution_mode="always", record_bare_as_tokens=True, max_rounds=0)
+    )
+    assert events[-1].messages[1]["content"] == "Let me check:\n```python\nprint(2 + 2)\n```"
+
+
+def test_each_follow_up_question_gets_its_own_execution_budget(session):
+    # max_rounds=1: one execution per question. The follow-up's block must still run.
+    backend = Scripted(
+        block_text("python", "print('q1')"),
+        "Answer one.",
+        block_text("python", "print('q2')"),
+        "Answer two.",
+    )
+    follow_ups = iter(["a second question"])
+    cfg = config(max_rounds=1, on_turn_end=lambda messages: next(follow_ups, None))
+    events = run(backend, session, cfg)
+    assert [e.text for e in events if isinstance(e, OutputChunk)] == ["q1\n", "q2\n"]
+    done = events[-1]
+    assert done.reason == "end_of_turn"
+    roles = [m["role"] for m in done.messages]
+    assert roles == [
+        "user",
+        "assistant",
+        "execution",
+        "assistant",
+        "user",
+        "assistant",
+        "execution",
+        "assistant",
+    ]
+    assert [m["runs"][0]["stdout"] for m in done.messages if m["role"] == "execution"] == ["q1\n", "q2\n"]
+
+
+def test_block_events_frame_the_block_text_in_every_chunking(session):
+    reply = "Run:\n" + block_text("python", "x = 6\nprint(x * 7)")
+    for chunk in (1, 3, 50):
+        events = run(Scripted(reply, "ok", chunk=chunk), session)
+        opened = next(i for i, e in enumerate(events) if isinstance(e, BlockOpened))
+        closed = next(i for i, e in enumerate(events) if isinstance(e, BlockClosed))
+        before = "".join(e.text for e in events[:opened] if isinstance(e, TextDelta))
+        inside = "".join(e.text for e in events[opened:closed] if isinstance(e, TextDelta))
+        assert (before, inside) == ("Run:\n", block_text("python", "x = 6\nprint(x * 7)"))
+        assert events[closed] == BlockClosed("python", "x = 6\nprint(x * 7)")
+        updates = [e for e in events[opened:closed] if isinstance(e, BlockUpdated)]
+        assert all(u.language in ("", "python") for u in updates)
+        assert all("x = 6\nprint(x * 7)".startswith(u.code) for u in updates)
+        assert isinstance(events[closed + 1], ExecutionStarted)
+    # An unknown language closes as a block with a problem, and nothing runs.
+    events = run(Scripted(block_text("ruby", "puts 1"), "ok"), session)
+    closed = next(e for e in events if isinstance(e, BlockClosed))
+    assert (closed.language, closed.problem, closed.runnable) == ("ruby", "unknown_language", False)
+
+
+def test_cancel_event_calls_its_listeners_once():
+    cancel = Cancel()
+    calls = []
+    unsubscribe = cancel.subscribe(lambda: calls.append("a"))
+    cancel.subscribe(lambda: calls.append("b"))
+    gone = cancel.subscribe(lambda: calls.append("never"))
+    gone()
+    cancel.set()
+    cancel.set()
+    assert calls == ["a", "b"] and cancel.is_set()
+    unsubscribe()  # harmless after the fact
+    cancel.subscribe(lambda: calls.append("late"))  # already set: called at once
+    assert calls == ["a", "b", "late"]
