@@ -189,7 +189,7 @@ def _row_licence(row: dict, default: str) -> str:
 
 
 def _jsonl_seeds(path: Path, field: str) -> Iterator[Seed]:
-    licence = detect_licence(path.parent)
+    licence = detect_licence(path.parent, parents=False)
     opener = gzip.open if path.name.endswith(".gz") else open
     try:
         with opener(path, "rt", encoding="utf-8") as f:
@@ -228,7 +228,7 @@ def _parquet_seeds(path: Path, field: str) -> Iterator[Seed]:
         table = pq.read_table(path, columns=columns)
     except Exception as exc:
         raise SeedError(f"{path}: not a readable Parquet file ({_one_line(exc)})") from None
-    default = detect_licence(path.parent)
+    default = detect_licence(path.parent, parents=False)
     texts = table.column(field).to_pylist()
     licences = table.column(licence_column).to_pylist() if licence_column else [None] * len(texts)
     for row, (value, licence) in enumerate(zip(texts, licences, strict=True)):
@@ -286,7 +286,9 @@ def _saved_dataset_seeds(path: Path, field: str) -> Iterator[Seed]:
     label = f"{path}[{split}]" if split else str(path)
     if (getattr(dataset.info, "license", None) or "").strip() == "":
         # save_to_disk keeps no licence unless the dataset had one: fall back to a LICENSE file near it.
-        return _with_default_licence(_dataset_seeds(dataset, field, label), detect_licence(path))
+        return _with_default_licence(
+            _dataset_seeds(dataset, field, label), detect_licence(path, parents=False)
+        )
     return _dataset_seeds(dataset, field, label)
 
 
@@ -326,14 +328,18 @@ def licence_name(text: str) -> str:
     return UNKNOWN_LICENCE
 
 
-def detect_licence(start: str | os.PathLike, _cache: dict[Path, str] | None = None) -> str:
-    """The licence of the nearest LICENSE/LICENCE/COPYING file in `start` or a folder above it, or "unknown"."""
+def detect_licence(
+    start: str | os.PathLike, _cache: dict[Path, str] | None = None, *, parents: bool = True
+) -> str:
+    """The licence of the nearest LICENSE/LICENCE/COPYING file in `start` (or, with `parents`, a folder above
+    it), or "unknown". Data files look only in their own folder: the project a data file happens to sit in
+    does not license the data."""
     folder = Path(start).resolve()
     if folder.is_file():
         folder = folder.parent
     visited: list[Path] = []
     found = UNKNOWN_LICENCE
-    for candidate in (folder, *folder.parents):
+    for candidate in (folder, *folder.parents) if parents else (folder,):
         if _cache is not None and candidate in _cache:
             found = _cache[candidate]
             break

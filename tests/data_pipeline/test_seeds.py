@@ -64,7 +64,12 @@ def test_jsonl_seeds_with_ids_sources_licences_and_repeats_dropped(tmp_path):
 
 
 def test_other_field_and_gzip(tmp_path):
-    file = write_jsonl(tmp_path / "evol.jsonl.gz", [{"instruction": "Sort a list.", "response": "sorted(x)"}])
+    # A LICENSE of the project the data sits in does not license the data: only the data's own folder counts.
+    (tmp_path / "LICENSE").write_text(MIT)
+    (tmp_path / "data").mkdir()
+    file = write_jsonl(
+        tmp_path / "data" / "evol.jsonl.gz", [{"instruction": "Sort a list.", "response": "sorted(x)"}]
+    )
     (seed,) = load_seeds(file, field="instruction")
     assert seed.text == "Sort a list." and seed.licence == "unknown"
 
