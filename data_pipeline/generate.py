@@ -148,22 +148,29 @@ def run_identity(args, questioner: str, programmer: str, prompts) -> dict:
             "max_new_tokens": args.max_new_tokens,
         },
         "seed": args.seed,
-        "shard": args.shard or "",
     }
+    # Items are named by the seed and this fingerprint: the same item in every shard layout (the shard is
+    # part of the folder's identity, not of the item's).
     identity["fingerprint"] = fingerprint(identity)
+    identity["shard"] = args.shard or ""
     return identity
 
 
-def _install_signal_handlers(stop: threading.Event) -> None:
+def _install_signal_handlers(stop: threading.Event) -> dict:
+    """Ctrl-C or SIGTERM: stop cleanly (a second Ctrl-C interrupts). Returns the handlers to restore."""
+
     def handler(signum, frame):
         if stop.is_set():
             raise KeyboardInterrupt
-        print("\nstopping: finishing nothing new; items in flight are redone next run", file=sys.stderr)
+        print("\nstopping: nothing new starts; items in flight are redone next run", file=sys.stderr)
         stop.set()
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig in previous:
+        signal.signal(sig, handler)
+    return previous
 
 
 def generate(args) -> int:
@@ -323,7 +330,7 @@ def generate(args) -> int:
             stop.set()
         bar.update(progress, outcome.status != STOPPED)
 
-    _install_signal_handlers(stop)
+    previous_handlers = _install_signal_handlers(stop)
     started = time.monotonic()
     try:
         summary = run_batch(
@@ -336,6 +343,8 @@ def generate(args) -> int:
             progress=False,
         )
     finally:
+        for sig, old in previous_handlers.items():
+            signal.signal(sig, old)
         bar.close()
         for writer in writers.values():
             writer.close()

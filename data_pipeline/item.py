@@ -99,12 +99,15 @@ class ItemSession:
         if self._session is not None:
             self._session.interrupt()
 
+    def kill(self) -> bool:
+        return bool(self._session.kill()) if self._session is not None else False
+
+    def is_alive(self) -> bool:
+        return self._session is not None and self._session.is_alive()
+
     @property
     def kernel(self):
         return self._session.kernel if self._session is not None else None
-
-    def __getattr__(self, name):  # anything else the loop asks of a session (kill, is_alive, ...)
-        return getattr(self._real(), name)
 
     def close(self) -> None:
         if self._session is not None:
@@ -131,6 +134,7 @@ def _as_run(run: dict) -> verify.Run:
         stdout=run.get("stdout", ""),
         stderr=run.get("stderr", ""),
         error_name=error.get("name", "") if isinstance(error, dict) else "",
+        traceback=error.get("traceback", "") if isinstance(error, dict) else "",
         note=run.get("note", ""),
     )
 
@@ -144,7 +148,7 @@ def _failure_text(runs: list[verify.Run], verdict: verify.Verdict) -> str:
         if run.status == "not_run":
             parts.append(f"A {run.language} block was not run: {run.note}")
         elif run.status != verify.STATUS_OK or run.error_name:
-            text = (run.stderr or run.stdout).strip()
+            text = "\n".join(t for t in (run.stdout.strip(), run.stderr.strip(), run.traceback.strip()) if t)
             if len(text) > ERROR_CHARS:
                 text = text[: ERROR_CHARS // 2] + "\n...\n" + text[-ERROR_CHARS // 2 :]
             parts.append(f"The {run.language} block ended with status {run.status!r}:\n{text}")

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from data_pipeline.cleaning import dedup_folder
-from data_pipeline.runfolder import ITEM_FILES, RUN_FILE, RunFolder, RunFolderError, fingerprint
+from data_pipeline.runfolder import ITEM_FILES, RUN_FILE, RunFolder, RunFolderError
 
 
 def merge(shards: list[str | Path], out: str | Path) -> int:
@@ -26,17 +26,16 @@ def merge(shards: list[str | Path], out: str | Path) -> int:
         if identity is None:
             raise RunFolderError(f"{folder.path} is not a run folder (no {RUN_FILE})")
         identities.append(identity)
-    common = {k: v for k, v in identities[0].items() if k not in ("shard", "fingerprint")}
+    common = {k: v for k, v in identities[0].items() if k != "shard"}
     for folder, identity in zip(folders, identities, strict=True):
-        if {k: v for k, v in identity.items() if k not in ("shard", "fingerprint")} != common:
+        if {k: v for k, v in identity.items() if k != "shard"} != common:
             raise RunFolderError(
                 f"{folder.path} was made with a different configuration than {folders[0].path}"
             )
     target = RunFolder(out)
     if any(target.file(name).exists() for name in ITEM_FILES):
         raise RunFolderError(f"--out {target.path} already holds items; merge into a new folder")
-    merged_identity = dict(common, shard="merged")
-    merged_identity["fingerprint"] = fingerprint(merged_identity)
+    merged_identity = dict(identities[0], shard="merged")  # the same item fingerprint as every shard
     target.claim(merged_identity)
     counts = {}
     for name in ITEM_FILES:

@@ -45,7 +45,7 @@ def fingerprint(identity: dict) -> str:
 
 
 def _first_difference(old: dict, new: dict, prefix: str = "") -> str:
-    for key in sorted(set(old) | set(new)):
+    for key in sorted((set(old) | set(new)) - {"fingerprint"}):  # the fingerprint only follows the rest
         a, b = old.get(key), new.get(key)
         if a != b:
             if isinstance(a, dict) and isinstance(b, dict):

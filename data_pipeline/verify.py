@@ -47,6 +47,7 @@ class Run:
     stdout: str = ""
     stderr: str = ""
     error_name: str = ""  # e.g. "NameError"; "" when none
+    traceback: str = ""
     note: str = ""  # why a block did not run
 
 

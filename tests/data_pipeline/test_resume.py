@@ -1,0 +1,122 @@
+"""Crash safety: SIGKILL the generator at random points, rerun, and get what an uninterrupted run gets.
+
+The generator runs as a real subprocess (`python -m data_pipeline generate`) against the scripted teacher
+over HTTP and the local sandbox. "The same" means the same ids in the same files, no duplicates, nothing
+lost, and equal records apart from timings and the cache-hit counters; and no model call the cache already
+held is sent again (a call can only repeat when it was in flight at the moment of a kill).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from data_pipeline.cli import main
+from tests.data_pipeline.conftest import generate_args, read_records, write_seeds
+
+pytestmark = [pytest.mark.local_sandbox, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = ("ok", "bug", "alwaysbug", "nocode", "weaken", "selffix", "hostile", "bug", "ok")
+MODEL_CALLS = 2
+KILLS = 3
+
+
+def normalised(folder: Path) -> dict[str, dict]:
+    """Every item file's records by id, without what legitimately differs between runs."""
+    out = {}
+    for name in ("dialogues.jsonl", "rejected.jsonl", "removed.jsonl"):
+        records = read_records(folder / name)
+        ids = [r["id"] for r in records]
+        assert len(ids) == len(set(ids)), f"duplicate ids in {name}"
+        for record in records:
+            meta = record["meta"]
+            meta.pop("timings")
+            for usage in meta["usage"].values():
+                usage.pop("cached_calls")
+            for message in record["messages"]:
+                for run in message.get("runs") or []:
+                    run.pop("duration_s")
+            assert record["id"] not in out, "an item in two files"
+            out[record["id"]] = {"file": name, **record}
+    return out
+
+
+def bodies(requests: list[dict]) -> list[str]:
+    return [
+        json.dumps(r.get("messages"), sort_keys=True) for r in requests if r["path"].endswith("completions")
+    ]
+
+
+def spawn(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "data_pipeline", *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,
+    )
+
+
+def test_sigkill_at_random_points_then_rerun_equals_uninterrupted(tmp_path, teacher, local_sandbox_ok):
+    seeds = write_seeds(tmp_path / "seeds.jsonl", SCENARIOS)
+    extra = ("--max-attempts", "3", "--concurrency", "3", "--max-model-calls", str(MODEL_CALLS))
+
+    teacher.requests.clear()
+    started = time.monotonic()
+    reference = spawn(generate_args(seeds, tmp_path / "reference", teacher, *extra))
+    assert reference.wait(timeout=300) == 0, reference.stderr.read().decode()[-2000:]
+    duration = time.monotonic() - started
+    reference_bodies = bodies(teacher.requests)
+    assert len(reference_bodies) == len(set(reference_bodies)), "the cache let a call repeat in one run"
+
+    teacher.requests.clear()
+    rng = random.Random(int(os.environ.get("KILL_SEED", "0")) or None)
+    out = tmp_path / "killed"
+    kill_times = sorted(rng.uniform(0.3, max(1.0, 0.9 * duration)) for _ in range(KILLS))
+    print(f"kill times (s after start): {[round(t, 2) for t in kill_times]}")
+    killed = 0
+    for kill_at in kill_times:
+        proc = spawn(generate_args(seeds, out, teacher, *extra))
+        try:
+            proc.wait(timeout=kill_at)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the generator and anything it started
+            proc.wait()
+            killed += 1
+    final = spawn(generate_args(seeds, out, teacher, *extra))
+    assert final.wait(timeout=300) == 0, final.stderr.read().decode()[-2000:]
+    assert killed >= 1, "every run finished before its kill time; the test proved nothing"
+
+    assert normalised(out) == normalised(tmp_path / "reference")
+    sent = bodies(teacher.requests)
+    repeats = sum(count - 1 for count in Counter(sent).values())
+    assert set(sent) == set(reference_bodies)
+    assert repeats <= killed * MODEL_CALLS, f"{repeats} calls were sent again after {killed} kills"
+
+
+def test_a_folder_made_with_another_configuration_is_refused(tmp_path, teacher, local_sandbox_ok, capsys):
+    seeds = write_seeds(tmp_path / "seeds.jsonl", ("ok",))
+    out = tmp_path / "out"
+    assert main(generate_args(seeds, out, teacher, "--max-attempts", "3")) == 0
+    before = (out / "dialogues.jsonl").read_bytes()
+    capsys.readouterr()
+    assert main(generate_args(seeds, out, teacher, "--max-attempts", "5")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "different configuration" in err and "max_attempts" in err
+    assert (out / "dialogues.jsonl").read_bytes() == before
+    # The same command again is a no-op resume: nothing new is asked of the teacher.
+    teacher.requests.clear()
+    assert main(generate_args(seeds, out, teacher, "--max-attempts", "3")) == 0
+    assert not [r for r in teacher.requests if r["path"].endswith("completions")]
+    assert (out / "dialogues.jsonl").read_bytes() == before
