@@ -1,7 +1,8 @@
 """`python -m evaluation run|score`: generate and score a benchmark, or score an existing samples file.
 
     python -m evaluation run --benchmark humaneval+ --model Bin12345/AutoCoder_S_6.7B --out runs/he+
-    python -m evaluation run --benchmark mbpp --backend openai --base-url http://localhost:8000/v1 --out runs/mbpp
+    python -m evaluation run --benchmark mbpp --backend openai --base-url http://localhost:8000/v1 --concurrency 16 \
+        --out runs/mbpp
     python -m evaluation run --benchmark humaneval --model M --with-interpreter --compare-plain --out runs/ablation
     python -m evaluation score --benchmark humaneval+ --samples runs/he+/samples.jsonl
 
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -24,9 +24,14 @@ from evaluation.generation import GenerationConfig, generate, read_samples
 from evaluation.problems import DEFAULT_MIN_TIME_LIMIT_S, DEFAULT_TIME_LIMIT_FACTOR
 from evaluation.results import comparison_table, results_document, summary_table, write_results
 from evaluation.scoring import DEFAULT_SANDBOX, ScoringError, make_eval_sandbox, score_problems
+from interpreter.loop import LoopConfig
 from interpreter.sandboxes.select import SANDBOX_NAMES
-from llm.hf_loading import DTYPE_CHOICES, QUANTIZE_CHOICES
-from llm.select import BACKEND_NAMES
+from llm.base import DEFAULT_MAX_NEW_TOKENS
+from llm.options import add_backend_arguments, backend_from_args, check_backend_args
+
+# Samples generated at once. An OpenAI-compatible server (vLLM, llama.cpp) batches concurrent requests;
+# the in-process hf backend generates one reply at a time, so more would only interleave them.
+DEFAULT_CONCURRENCY = {"hf": 1, "openai": 8}
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -63,24 +68,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="generate with a model, then score")
     _add_common(run)
-    model = run.add_argument_group("model")
-    model.add_argument("--model", default=None, help="hub id or local folder (hf), served name (openai)")
-    model.add_argument("--backend", default="hf", choices=BACKEND_NAMES)
-    model.add_argument("--quantize", default="auto", choices=QUANTIZE_CHOICES)
-    model.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES)
-    model.add_argument(
-        "--base-url", default=None, help="OpenAI-compatible server, e.g. http://localhost:8000/v1"
-    )
+    add_backend_arguments(run)  # --backend --model --base-url --api-key(-file) ... (llm.options)
     gen = run.add_argument_group("generation")
     gen.add_argument("--n-samples", type=int, default=1)
     gen.add_argument("--temperature", type=float, default=0.0, help="0 is greedy")
     gen.add_argument("--top-p", type=float, default=1.0)
-    gen.add_argument("--max-new-tokens", type=int, default=1024)
+    gen.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
     gen.add_argument(
         "--with-interpreter", action="store_true", help="let the model run code before answering"
     )
     gen.add_argument(
-        "--max-rounds", type=int, default=3, help="executions fed back (with --with-interpreter)"
+        "--max-rounds",
+        type=int,
+        default=LoopConfig.max_rounds,
+        help=f"executions fed back (with --with-interpreter; default {LoopConfig.max_rounds})",
+    )
+    gen.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help="samples generated at once, each dialogue with its own kernel; the output is the same as a serial "
+        f"run's (default: {DEFAULT_CONCURRENCY['hf']} for --backend hf, {DEFAULT_CONCURRENCY['openai']} for "
+        "openai, whose servers batch concurrent requests)",
     )
     gen.add_argument(
         "--compare-plain",
@@ -116,9 +126,13 @@ def _check_args(args: argparse.Namespace) -> None:
             raise ValueError("--compare-plain compares against --with-interpreter; add --with-interpreter")
         if args.max_rounds < 0:
             raise ValueError("--max-rounds must be >= 0")
-        # Nothing leaves the machine unless asked: never fall back to a public API's default URL.
-        if args.backend == "openai" and not args.base_url and not os.environ.get("OPENAI_BASE_URL"):
-            raise ValueError("--backend openai needs --base-url URL (or OPENAI_BASE_URL)")
+        if args.max_new_tokens < 1:
+            raise ValueError("--max-new-tokens must be at least 1")
+        if args.concurrency is None:
+            args.concurrency = DEFAULT_CONCURRENCY[args.backend]
+        if args.concurrency < 1:
+            raise ValueError("--concurrency must be at least 1")
+        check_backend_args(args)
 
 
 def _benchmark(args: argparse.Namespace) -> tuple[Benchmark, set[str]]:
@@ -180,15 +194,7 @@ def _score(
 
 
 def _load_backend(args: argparse.Namespace):
-    from llm.select import load_backend
-
-    return load_backend(
-        args.backend,
-        args.model,
-        quantize=None if args.quantize == "none" else args.quantize,
-        dtype=args.dtype,
-        base_url=args.base_url,
-    )
+    return backend_from_args(args)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -216,7 +222,13 @@ def _run(args: argparse.Namespace) -> int:
                 args.out / ("interpreter" if with_interpreter else "plain") if len(modes) > 1 else args.out
             )
             samples_path = generate(
-                backend, benchmark.problems, out_dir, config, sandbox=sandbox, progress=not args.no_progress
+                backend,
+                benchmark.problems,
+                out_dir,
+                config,
+                sandbox=sandbox,
+                progress=not args.no_progress,
+                concurrency=args.concurrency,
             )
             generation = {**model_info, **config.to_json()}
             documents[with_interpreter] = _score(

@@ -12,7 +12,9 @@ Two modes:
 
 Samples are appended to `samples.jsonl` (EvalPlus's {"task_id", "solution"}) and the dialogues to
 `transcripts.jsonl` (the project's dialogue format) as they are made; a rerun on the same folder resumes
-after the samples already there.
+after the samples already there. With `concurrency` > 1 the samples are generated that many at a time
+through the one concurrent runner (`interpreter.batch.run_batch`, each dialogue with its own session from
+a warm pool) and still written in the serial order, so the files are the same as a serial run's.
 
 What this module deliberately does not do: score (evaluation.scoring) or load models (llm.select).
 """
@@ -21,17 +23,19 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from evaluation.problems import Problem
 from evaluation.sanitize import sanitize
+from interpreter.kernel import DEFAULT_EXECUTION_TIMEOUT_S
+from interpreter.loop import LoopConfig
+from llm.base import DEFAULT_MAX_NEW_TOKENS
 
 INSTRUCTION = "Write a solution to the following problem:\n```python\n{prompt}\n```"
-DEFAULT_MAX_NEW_TOKENS = 1024
 SAMPLES_FILE = "samples.jsonl"
 TRANSCRIPTS_FILE = "transcripts.jsonl"
 
@@ -47,8 +51,8 @@ class GenerationConfig:
     top_p: float = 1.0
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     with_interpreter: bool = False
-    max_rounds: int = 3
-    execution_timeout_s: float = 30.0
+    max_rounds: int = LoopConfig.max_rounds  # the loop's default, defined there once
+    execution_timeout_s: float = DEFAULT_EXECUTION_TIMEOUT_S
 
     def params(self):
         from llm.base import GenerationParams
@@ -109,15 +113,16 @@ class _Appender:
         self.file.close()
 
 
-def _plain_reply(backend, problem: Problem, config: GenerationConfig) -> list[dict]:
+def _plain_reply(backend, problem: Problem, config: GenerationConfig, cancel=None) -> list[dict]:
     messages = [{"role": "user", "content": user_prompt(problem)}]
-    reply = "".join(backend.stream(messages, config.params()))
+    reply = "".join(backend.stream(messages, config.params(), cancel))
     return messages + [{"role": "assistant", "content": reply}]
 
 
-def _interpreter_reply(backend, problem: Problem, config: GenerationConfig, sandbox) -> list[dict]:
-    from interpreter.loop import Done, ErrorEvent, LoopConfig, run_loop
-    from interpreter.session import Session
+def _interpreter_reply(
+    backend, problem: Problem, config: GenerationConfig, session, cancel=None
+) -> list[dict]:
+    from interpreter.loop import Done, ErrorEvent, run_loop
 
     dialogue = [{"role": "user", "content": user_prompt(problem)}]
     loop_config = LoopConfig(
@@ -128,16 +133,15 @@ def _interpreter_reply(backend, problem: Problem, config: GenerationConfig, sand
         execution_timeout_s=config.execution_timeout_s,
     )
     errors = []
-    with Session(sandbox, timeout_s=config.execution_timeout_s) as session:
-        for event in run_loop(backend, dialogue, session, loop_config):
-            if isinstance(event, ErrorEvent):
-                errors.append(event.message)
-            if isinstance(event, Done):
-                if event.reason == "error":
-                    # The interpreter could not do its job (kernel or backend failure): a score would be
-                    # meaningless. Stop; the samples written so far are kept and a rerun resumes.
-                    raise RuntimeError(f"{problem.task_id}: the interpreter loop failed: {'; '.join(errors)}")
-                return event.messages
+    for event in run_loop(backend, dialogue, session, loop_config, cancel=cancel):
+        if isinstance(event, ErrorEvent):
+            errors.append(event.message)
+        if isinstance(event, Done):
+            if event.reason == "error":
+                # The interpreter could not do its job (kernel or backend failure): a score would be
+                # meaningless. Stop; the samples written so far are kept and a rerun resumes.
+                raise RuntimeError(f"{problem.task_id}: the interpreter loop failed: {'; '.join(errors)}")
+            return event.messages
     raise RuntimeError(f"the interpreter loop ended without a result: {'; '.join(errors) or 'no Done event'}")
 
 
@@ -157,8 +161,15 @@ def generate(
     run_id: str = "",
     progress: bool = True,
     on_sample: Callable[[dict], None] | None = None,
+    concurrency: int = 1,
+    cancel: threading.Event | None = None,
 ) -> Path:
-    """Write `config.n_samples` samples per problem to out_dir/samples.jsonl (resuming); return its path."""
+    """Write `config.n_samples` samples per problem to out_dir/samples.jsonl (resuming); return its path.
+
+    `concurrency` samples are generated at once; the files are written in the serial order regardless.
+    """
+    from interpreter.batch import run_batch
+
     out_dir.mkdir(parents=True, exist_ok=True)
     samples_path = out_dir / SAMPLES_FILE
     transcripts_path = out_dir / TRANSCRIPTS_FILE
@@ -166,29 +177,69 @@ def generate(
     for row in read_samples(samples_path):
         done[row["task_id"]] = done.get(row["task_id"], 0) + 1
     read_samples(transcripts_path)  # cut a torn line there too
-    todo = [(p, i) for p in problems for i in range(done.get(p.task_id, 0), config.n_samples)]
+    jobs = [
+        (f"{run_id}{p.task_id}#{i}", (p, i))
+        for p in problems
+        for i in range(done.get(p.task_id, 0), config.n_samples)
+    ]
+    pool = None
+    if config.with_interpreter and jobs:
+        from interpreter.pool import SessionPool
+        from interpreter.session import Session
+
+        # Kernels boot in the background while earlier dialogues run; each dialogue gets a fresh one.
+        pool = SessionPool(
+            lambda: Session(sandbox, timeout_s=config.execution_timeout_s), size=min(concurrency, len(jobs))
+        )
+
+    to_acquire = [len(jobs)]
+    lock = threading.Lock()
+
+    def work(job: tuple[Problem, int], stop: threading.Event) -> list[dict]:
+        problem, _ = job
+        if pool is None:
+            return _plain_reply(backend, problem, config, stop)
+        with lock:
+            to_acquire[0] -= 1
+            # Near the end, warm no more kernels than dialogues are left to start.
+            pool.size = min(pool.size, to_acquire[0])
+        session = pool.acquire(wait_s=60)
+        try:
+            return _interpreter_reply(backend, problem, config, session, stop)
+        finally:
+            session.close()
+
     samples, transcripts = _Appender(samples_path), _Appender(transcripts_path)
-    try:
-        for problem, index in tqdm(todo, desc="generating", unit="sample", disable=not progress):
-            if config.with_interpreter:
-                messages = _interpreter_reply(backend, problem, config, sandbox)
-            else:
-                messages = _plain_reply(backend, problem, config)
-            row = {
-                "task_id": problem.task_id,
-                "solution": solution_from_dialogue(messages, problem.entry_point),
+    by_id = dict(jobs)
+
+    def write(job_id: str, messages: list[dict]) -> None:
+        problem, index = by_id[job_id]
+        row = {"task_id": problem.task_id, "solution": solution_from_dialogue(messages, problem.entry_point)}
+        transcripts.write(
+            {
+                "id": job_id,
+                "messages": messages,
+                "meta": {"task_id": problem.task_id, "sample_index": index, **config.to_json()},
             }
-            transcripts.write(
-                {
-                    "id": f"{run_id}{problem.task_id}#{index}",
-                    "messages": messages,
-                    "meta": {"task_id": problem.task_id, "sample_index": index, **config.to_json()},
-                }
-            )
-            samples.write(row)
-            if on_sample:
-                on_sample(row)
+        )
+        samples.write(row)
+        if on_sample:
+            on_sample(row)
+
+    try:
+        summary = run_batch(
+            jobs,
+            work,
+            concurrency=concurrency,
+            on_result=write,
+            cancel=cancel,
+            progress=progress,
+            desc="generating",
+        )
+        print(f"generation: {summary.line()} (concurrency {concurrency})", file=sys.stderr)
     finally:
+        if pool is not None:
+            pool.close()
         samples.close()
         transcripts.close()
     return samples_path
