@@ -28,6 +28,7 @@ from __future__ import annotations
 import ast
 import gzip
 import hashlib
+import io
 import json
 import math
 import os
@@ -35,6 +36,7 @@ import random
 import re
 import sysconfig
 import textwrap
+import tokenize
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -379,11 +381,15 @@ def _definitions(tree: ast.AST) -> Iterator[ast.FunctionDef | ast.AsyncFunctionD
             yield node
 
 
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
 def _file_snippets(
     source: str, rng: random.Random, lines_per_window: int, max_definition_lines: int
 ) -> list[tuple[int, int, str]]:
     """(first line, last line, text) of the file's functions/classes and its random line windows."""
-    lines = source.splitlines()
+    # Split where the parser counts lines (not str.splitlines, which also splits at form feeds).
+    lines = _LINE_BREAK.split(source)
     snippets: list[tuple[int, int, str]] = []
     try:
         tree = ast.parse(source)
@@ -412,9 +418,6 @@ def _read_source(path: Path) -> str | None:
         return None
     try:
         # Honour a PEP 263 coding line, as Python does; most files are UTF-8.
-        import io
-        import tokenize
-
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
         return data.decode(encoding)
     except (SyntaxError, LookupError, UnicodeDecodeError):
