@@ -555,6 +555,8 @@ class KernelSession:
             "shell": socket(zmq.DEALER, ports["shell"]),
             "iopub": iopub,
             "control": socket(zmq.DEALER, ports["control"]),
+            # Tells when zmq cut the output channel (a message over MAX_MESSAGE_BYTES): it never reconnects.
+            "iopub_monitor": iopub.get_monitor_socket(zmq.EVENT_DISCONNECTED),
         }
         with self._control_lock:
             self._sockets = sockets
@@ -739,6 +741,9 @@ class KernelSession:
         run = _Execution(msg_id, self.output_cap_chars, on_output)
         self._received = 0
         budget = self.max_execution_bytes
+        monitor = self._sockets["iopub_monitor"]
+        if monitor.poll(0):  # cut between executions
+            return self._channel_lost(run, started, before=True)
         try:
             self._session.send(shell, msg)
         except zmq.Again:  # no kernel on the other end: it died between the liveness check and now
@@ -746,6 +751,7 @@ class KernelSession:
         poller = zmq.Poller()
         poller.register(shell, zmq.POLLIN)
         poller.register(iopub, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
         deadline = started + timeout_s
         interrupted_at: float | None = None
         reply_at: float | None = None
@@ -790,6 +796,8 @@ class KernelSession:
                         reply_at = time.monotonic()
             if self._received > budget:
                 return self._over_budget(run, started)
+            if monitor in events:
+                return self._channel_lost(run, started)
         if interrupted_at is not None:
             # Subprocesses killed by the interrupt leave output in the kernel's pipes; collect it here, while
             # it is still attributed to this execution, instead of letting it spill into the next one.
@@ -818,6 +826,25 @@ class KernelSession:
                 return
             while time.monotonic() < end and (message := self._recv(iopub)) is not None:
                 self._handle_iopub(run, message)
+
+    def _channel_lost(self, run: _Execution, started: float, before: bool = False) -> ExecutionResult:
+        """zmq cut the kernel's output channel. A dying kernel does that too: give its death a moment to
+        show, so a crash or a memory kill is reported as such; otherwise it sent a message over the limit."""
+        deadline = time.monotonic() + 1.0
+        while self.process.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not self.process.is_alive():
+            return self._recover_dead(started, run, before=before)
+        limit_mb = MAX_MESSAGE_BYTES // (1024 * 1024)
+        what = f"the kernel sent a message over {limit_mb} MB, which cut its output channel"
+        if before:
+            what += " before this execution (the code was not run)"
+        try:
+            self.restart()
+            tail = "kernel restarted, state lost"
+        except Exception as exc:  # noqa: BLE001 - reported in the result
+            tail = f"restarting the kernel failed: {exc}"
+        return run.result(STATUS_ERROR, started, state_lost=True, message=f"{what}; {tail}")
 
     def _over_budget(self, run: _Execution, started: float) -> ExecutionResult:
         """The execution sent more than its byte budget: kill the kernel (it may be flooding on purpose)."""

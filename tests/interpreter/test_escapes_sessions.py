@@ -1,0 +1,122 @@
+"""The session layer's side of issue 7: a session base folder that someone else owns (or could write) is
+refused, and the process-wide cap on sessions (what the app's --max-sessions uses) holds, warm pool included."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from interpreter.pool import SessionPool
+from interpreter.session import (
+    Session,
+    SessionFolderError,
+    SessionLimitReached,
+    default_base_dir,
+    free_session_slots,
+    open_session_count,
+    prepare_base_dir,
+    set_max_sessions,
+)
+from tests.conftest import require
+from tests.interpreter.conftest import TEST_LIMITS, sandbox_or_skip
+
+pytestmark = pytest.mark.local_sandbox
+
+
+@pytest.fixture
+def cap():
+    """Set a cap relative to the sessions other tests of this process still hold; always lifted after."""
+
+    def set_cap(extra: int) -> int:
+        limit = open_session_count() + extra
+        set_max_sessions(limit)
+        return limit
+
+    yield set_cap
+    set_max_sessions(None)
+
+
+def test_a_base_folder_owned_by_someone_else_is_refused(tmp_path):
+    require(os.geteuid() == 0, "needs root to give the folder to another user")
+    base = tmp_path / "sessions"
+    base.mkdir(mode=0o700)
+    os.chown(base, 65534, 65534)  # e.g. pre-created in /tmp by another local user
+    with pytest.raises(SessionFolderError) as caught:
+        prepare_base_dir(base)
+    message = str(caught.value)
+    assert "belongs to uid 65534" in message and "\n" not in message
+    before = open_session_count()
+    with pytest.raises(SessionFolderError):
+        Session(sandbox_or_skip("local", TEST_LIMITS), base_dir=base)
+    assert os.listdir(base) == []  # nothing was made inside
+    assert open_session_count() == before  # and the slot was given back
+
+
+def test_a_link_as_base_folder_is_refused(tmp_path):
+    real = tmp_path / "elsewhere"
+    real.mkdir(mode=0o700)
+    base = tmp_path / "sessions"
+    base.symlink_to(real)
+    with pytest.raises(SessionFolderError) as caught:
+        prepare_base_dir(base)
+    assert "not a plain folder" in str(caught.value)
+
+
+def test_an_open_base_folder_of_ours_is_made_private(tmp_path):
+    base = tmp_path / "sessions"
+    base.mkdir()
+    base.chmod(0o777)
+    prepare_base_dir(base)
+    assert stat.S_IMODE(base.stat().st_mode) == 0o700
+    prepare_base_dir(base, others_may_enter=True)  # the `none` sandbox's kernel walks host paths
+    assert stat.S_IMODE(base.stat().st_mode) == 0o711
+
+
+def test_the_default_base_folder_is_ours_and_private():
+    base = default_base_dir()
+    prepare_base_dir(base)
+    info = base.lstat()
+    assert stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
+    assert stat.S_IMODE(info.st_mode) == 0o700
+
+
+def test_the_session_cap_refuses_with_one_line_and_frees_on_close(tmp_path, cap):
+    sandbox = sandbox_or_skip("local", TEST_LIMITS)
+    limit = cap(2)
+    first = Session(sandbox, base_dir=tmp_path)
+    second = Session(sandbox, base_dir=tmp_path)
+    try:
+        assert free_session_slots() == 0
+        with pytest.raises(SessionLimitReached) as caught:
+            Session(sandbox, base_dir=tmp_path)
+        message = str(caught.value)
+        assert f"all {limit} interpreter sessions are in use" in message and "\n" not in message
+        assert len([p for p in tmp_path.iterdir() if p.is_dir()]) == 2  # the refused one made no folder
+        first.close()
+        third = Session(sandbox, base_dir=tmp_path)
+        third.close()
+    finally:
+        first.close()
+        second.close()
+    assert free_session_slots() == 2
+
+
+def test_the_warm_pool_counts_against_the_cap(tmp_path, cap):
+    sandbox = sandbox_or_skip("local", TEST_LIMITS)
+    cap(1)
+    pool = SessionPool(lambda: Session(sandbox, base_dir=tmp_path), size=1)
+    try:
+        assert pool.wait_ready(60)
+        session = pool.acquire()
+        try:
+            assert session.run("print(1)").stdout == "1\n"
+            with pytest.raises(SessionLimitReached):
+                pool.acquire()
+            assert pool.ready_count == 0  # it did not warm a session beyond the cap
+            assert pool.last_error is None
+        finally:
+            session.close()
+    finally:
+        pool.close()
