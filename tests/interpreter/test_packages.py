@@ -51,7 +51,11 @@ def test_accepted_pip_installs(line, packages, flags):
     assert command.packages == packages
     assert command.argv[: len(INSTALL_HEAD)] == INSTALL_HEAD
     # The install step never reaches an index: only the wheels the host downloaded.
-    assert command.argv[len(INSTALL_HEAD) : len(INSTALL_HEAD) + 3] == ["--no-index", "--find-links", "/wheels"]
+    assert command.argv[len(INSTALL_HEAD) : len(INSTALL_HEAD) + 3] == [
+        "--no-index",
+        "--find-links",
+        "/wheels",
+    ]
     assert command.argv[-len(packages) :] == packages
     assert command.download_args[-len(packages) :] == packages
     for flag in flags:
