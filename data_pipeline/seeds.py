@@ -390,6 +390,8 @@ def _file_snippets(
     """(first line, last line, text) of the file's functions/classes and its random line windows."""
     # Split where the parser counts lines (not str.splitlines, which also splits at form feeds).
     lines = _LINE_BREAK.split(source)
+    if lines[-1] == "":  # the text after the final line break is no line
+        lines.pop()
     snippets: list[tuple[int, int, str]] = []
     try:
         tree = ast.parse(source)
@@ -405,8 +407,14 @@ def _file_snippets(
     for _ in range(windows):
         size = rng.randint(1, MAX_WINDOW_LINES)
         start = rng.randint(0, max(0, len(lines) - size))
-        text = textwrap.dedent("\n".join(lines[start : start + size]))
-        snippets.append((start + 1, min(len(lines), start + size), text))
+        end = min(len(lines), start + size)
+        # Blank lines at either end are trimmed, so the recorded range is exactly the snippet's lines.
+        while start < end and not lines[start].strip():
+            start += 1
+        while end > start and not lines[end - 1].strip():
+            end -= 1
+        if start < end:
+            snippets.append((start + 1, end, textwrap.dedent("\n".join(lines[start:end]))))
     rng.shuffle(snippets)
     return snippets
 

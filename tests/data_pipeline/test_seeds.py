@@ -256,5 +256,5 @@ def test_stdlib_seeds_with_a_limit():
     relative, lines = seed.source.split("-stdlib/", 1)[1].rsplit(":", 1)
     first, last = map(int, lines.split("-"))
     file_lines = (stdlib_dir() / relative).read_text(encoding="utf-8").split("\n")[first - 1 : last]
-    assert textwrap.dedent("\n".join(file_lines)).strip("\n") == seed.text
+    assert textwrap.dedent("\n".join(file_lines)) == seed.text
     assert seeds_from_source(limit=60, seed=1) == seeds
