@@ -34,7 +34,8 @@ from typing import Any
 
 from app.auth import AccessDenied
 from app.view import NotePart, TextPart, Turn
-from interpreter.loop import Done, ErrorEvent
+from interpreter.loop import Done, ErrorEvent, LoopConfig
+from llm.base import DEFAULT_MAX_NEW_TOKENS
 
 log = logging.getLogger("app")
 
@@ -51,8 +52,8 @@ class Settings:
 
     temperature: float = 0.0
     top_p: float = 1.0
-    max_new_tokens: int = 1024
-    max_rounds: int = 3
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    max_rounds: int = LoopConfig.max_rounds  # the loop's default, defined there once
     execution_mode: str = "auto"
 
 

@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 
+from interpreter.kernel import DEFAULT_EXECUTION_TIMEOUT_S
 from interpreter.sandboxes.base import Limits, SandboxUnavailable
 from interpreter.sandboxes.select import SANDBOX_NAMES
 
@@ -47,7 +48,13 @@ def add_exec_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentPa
         default="auto",
         help="where the code runs: auto = docker if usable, else local; none = unsandboxed (dev only)",
     )
-    where.add_argument("--timeout", type=float, default=30.0, metavar="S", help="wall-clock limit in seconds")
+    where.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_EXECUTION_TIMEOUT_S,
+        metavar="S",
+        help=f"wall-clock limit in seconds (default {DEFAULT_EXECUTION_TIMEOUT_S:g})",
+    )
     where.add_argument("--memory-mb", type=int, default=defaults.memory_mb, metavar="N", help="memory limit")
     out = run.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
