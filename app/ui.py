@@ -280,7 +280,9 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             if chat.running:
                 gr.Warning("still answering the last message: press Stop first")
                 return gr.skip(), gr.skip(), ""
-            shown = _shown_turns(chat.turns, ctx.images) + [{"role": "user", "content": message}]
+            shown = _shown_turns(chat.turns, ctx.images) + sanitize_messages(
+                [{"role": "user", "content": message}]
+            )
             return shown, "", message
 
         def on_submit(
