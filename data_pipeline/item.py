@@ -254,15 +254,12 @@ class ItemRunner:
         return reply or "The attempt failed; read the error above and fix the code."
 
     def loop_config(self, hook) -> LoopConfig:
-        extra = {}
-        if "record_bare_as_tokens" in LoopConfig.__dataclass_fields__:  # TEMPORARY until the loop has it
-            extra["record_bare_as_tokens"] = True  # a teacher's bare fences are recorded in token form
         return LoopConfig(
-            **extra,
             generation=self.settings.programmer_params,
             max_rounds=1,  # one execution per question: every failure goes through the questioner
             execution_mode="always",  # a teacher's bare ```python fences run too ...
             bare_python=True,
+            record_bare_as_tokens=True,  # ... and are recorded in token form
             render_style=self.settings.render_style,
             system_prompt=self.prompts[PROGRAMMER_SYSTEM].text,
             execution_role="user",
