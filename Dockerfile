@@ -1,9 +1,10 @@
 # The AutoCoder chat (`python -m app`) on a GPU host.
 #
 #   docker build -t autocoder .
-#   docker run --rm -it --gpus all -p 127.0.0.1:7860:7860 \
+#   docker run --rm -it --gpus all --network host \
 #     -v /var/run/docker.sock:/var/run/docker.sock -v /tmp/autocoder-sessions:/tmp/autocoder-sessions \
-#     -v autocoder-hf:/data autocoder --model Bin12345/AutoCoder_S_6.7B --quantize 4bit
+#     -v "$PWD/logins:/run/secrets/autocoder-logins:ro" -v autocoder-hf:/data \
+#     autocoder --auth-file /run/secrets/autocoder-logins --model Bin12345/AutoCoder_S_6.7B --quantize 4bit
 #
 # PyTorch: the pinned torch from PyPI is a CUDA build on Linux x86_64 (its CUDA runtime comes as nvidia-*
 # wheels), so a plain Python base is enough: `--gpus all` brings the driver. BASE_IMAGE may be swapped for
@@ -16,7 +17,19 @@
 # Without the socket, `--sandbox local` runs kernels in bubblewrap inside this container (needs
 # `--security-opt seccomp=unconfined --security-opt apparmor=unconfined` or `--privileged` for user namespaces).
 #
-# The app binds 0.0.0.0 inside the container; publish it on 127.0.0.1 as above to keep it local, or add --auth.
+# Who can reach what:
+# - The app binds 127.0.0.1 (the default; no --host here) in the host's network namespace (--network host):
+#   only this machine's own users reach it, not other containers. Kernel and installer sandboxes have no
+#   network at all (docker: --network none; pip downloads wheels as trusted code in this container, and
+#   installs them in a network-less sandbox), so code the model writes cannot reach the app, the host's
+#   services or the Docker API. For access from other machines, put an HTTPS reverse proxy on this host in
+#   front of 127.0.0.1:7860, or pass `--host 0.0.0.0` with a login on a user-defined network
+#   (`docker network create autocoder`; `--network autocoder -p 127.0.0.1:7860:7860`), never the default bridge.
+# - The Docker socket is root on the host. Whoever takes over the app process (a bug in the app, Gradio or
+#   the model server, not the sandboxes: they never see the socket) owns the host. Run the socket variant
+#   only on a machine dedicated to it; the local sandbox needs no socket.
+# - Logins: --auth-file (a mounted file, as above) or -e AUTOCODER_AUTH; never --auth USER:PASSWORD, which
+#   anyone on the host reads in the process list (`docker inspect` shows environment variables, too).
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 FROM ${BASE_IMAGE}
 
@@ -58,5 +71,5 @@ COPY llm/ llm/
 ENV PATH=/opt/venv/bin:${PATH}
 VOLUME ["/data"]
 EXPOSE 7860
-ENTRYPOINT ["tini", "--", "python", "-m", "app", "--host", "0.0.0.0", "--port", "7860"]
+ENTRYPOINT ["tini", "--", "python", "-m", "app", "--port", "7860"]
 CMD []
