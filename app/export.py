@@ -5,22 +5,25 @@ outputs (streams, rich display data such as matplotlib PNGs, the error with its 
 become `%%sh` cells, which is how they would run in Jupyter. Blocks the user skipped stay as code cells
 without outputs.
 
-Dialogue: `{"id", "messages", "meta"}` written as one JSON line, exactly what the loop kept as the
-model's dialogue (execution turns included), with each execution's full structured result in
-`meta["executions"]`, so a chat can become training data or be replayed.
+Dialogue: one `interpreter.dialogue` record (schema, id, messages, meta) written as one JSON line,
+exactly what the loop kept as the model's dialogue; its execution turns carry their structured runs, so
+a chat can become training data in any render style or be replayed. `meta` holds "source": "app",
+"exported_at" (UTC, ISO 8601), and what the app adds (e.g. "model"), plus "executions": every execution
+the screen showed with its id and state ("finished", "skipped", ...), which also covers blocks that ran
+outside the dialogue's rounds.
 
 What this module deliberately does not do: read notebooks back or re-run anything.
 """
 
 from __future__ import annotations
 
-import json
 import time
 
 import nbformat
 from nbformat import v4
 
-from app.view import ExecPart, NotePart, TextPart, Turn, code_of_draft, fenced, split_display
+from app.view import BlockPart, ExecPart, NotePart, TextPart, Turn, fenced
+from interpreter.dialogue import Dialogue, validate_record
 
 
 def to_notebook(
@@ -33,12 +36,12 @@ def to_notebook(
     for turn in turns:
         cells.append(v4.new_markdown_cell(f"**User:**\n\n{turn.user}"))
         for part in turn.parts:
-            if isinstance(part, TextPart):
-                prose, draft = split_display(part.raw)
-                text = prose.strip()
-                if draft is not None:
-                    language, code = code_of_draft(draft)
-                    text = f"{text}\n\n{fenced(code, language)}".strip()
+            if isinstance(part, BlockPart):
+                if not part.ran:  # a block that did not run: the code as the model wrote it
+                    code = fenced(part.code, part.language or "python")
+                    cells.append(v4.new_markdown_cell(f"**Assistant:**\n\n{code}"))
+            elif isinstance(part, TextPart):
+                text = part.prose().strip()
                 if text:
                     cells.append(v4.new_markdown_cell(f"**Assistant:**\n\n{text}"))
             elif isinstance(part, ExecPart):
@@ -102,6 +105,8 @@ def notebook_json(turns: list[Turn], system_prompt: str | None = None, meta: dic
 
 
 def dialogue_record(chat_id: str, dialogue: list[dict], turns: list[Turn], meta: dict | None = None) -> dict:
+    """The chat as a dialogue record (`interpreter.dialogue`), validated: DialogueError (one line) if the
+    chat's dialogue is not a valid one."""
     executions = [
         {
             "exec_id": part.exec_id,
@@ -116,8 +121,11 @@ def dialogue_record(chat_id: str, dialogue: list[dict], turns: list[Turn], meta:
     record_meta = {"source": "app", "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     record_meta.update(meta or {})
     record_meta["executions"] = executions
-    return {"id": chat_id, "messages": list(dialogue), "meta": record_meta}
+    record = Dialogue(id=chat_id, messages=[dict(m) for m in dialogue], meta=record_meta).to_json()
+    validate_record(record, f"chat {chat_id}")
+    return record
 
 
 def dialogue_jsonl(chat_id: str, dialogue: list[dict], turns: list[Turn], meta: dict | None = None) -> str:
-    return json.dumps(dialogue_record(chat_id, dialogue, turns, meta), ensure_ascii=False) + "\n"
+    """The record as one JSON line, as `interpreter.dialogue.read_dialogues` reads it."""
+    return Dialogue.from_json(dialogue_record(chat_id, dialogue, turns, meta)).to_jsonl()

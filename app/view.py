@@ -1,10 +1,13 @@
 """What the chat shows: the loop's events folded into turns, and turns rendered as Gradio chat messages.
 
-A `Turn` is one user message and everything the loop produced for it, in order: assistant prose and
-executions. `Turn.apply(event)` folds one loop event in; `render_turns` turns the whole history into the
-role/content dicts of `gr.Chatbot`. The raw execution tokens never reach the screen: a block the model is
-still writing shows as a pending "writing code" message, and a finished block as its execution message
-(code, stdout/stderr as they arrive, inline images, error, duration, running/done status).
+A `Turn` is one user message and everything the loop produced for it, in order: assistant prose, blocks
+the model wrote, and executions. `Turn.apply(event)` folds one loop event in; `render_turns` turns the
+whole history into the role/content dicts of `gr.Chatbot`. Where a block begins and ends, and its
+language and code so far, come from the loop's block events (`BlockOpened`, `BlockUpdated`,
+`BlockClosed`): this module never parses the model's text for tokens. So the raw execution tokens never
+reach the screen: a block the model is still writing shows as a pending "writing code" message, a block
+that runs as its execution message (code, stdout/stderr as they arrive, inline images, error, duration,
+running/done status), and a block that did not run as the code the model wrote.
 
 What this module deliberately does not do: talk to Gradio's server, run anything, or keep the dialogue the
 model sees (the loop's `Done.messages` is that; see `app.chat`). Images are written to files by the
@@ -21,15 +24,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from interpreter.kernel import (
-    STATUS_CRASHED,
-    STATUS_ERROR,
-    STATUS_MEMORY,
-    STATUS_OK,
-    STATUS_TIMEOUT,
-    ExecutionResult,
-)
 from interpreter.loop import (
+    BlockClosed,
+    BlockOpened,
+    BlockUpdated,
     Done,
     ErrorEvent,
     ExecutionFinished,
@@ -39,7 +37,15 @@ from interpreter.loop import (
     RoundFinished,
     TextDelta,
 )
-from interpreter.protocol import OUTPUT_START, OUTPUT_STOP, RUN_START, RUN_STOP
+from interpreter.protocol import SPECIAL_TOKENS
+from interpreter.results import (
+    STATUS_CRASHED,
+    STATUS_ERROR,
+    STATUS_MEMORY,
+    STATUS_OK,
+    STATUS_TIMEOUT,
+    ExecutionResult,
+)
 
 # More than this many characters of one execution's output are cut from the middle on screen (the export
 # keeps everything): re-rendering megabytes on every streamed update would freeze the browser.
@@ -47,15 +53,33 @@ DISPLAY_OUTPUT_CHARS = 50_000
 
 IMAGE_MIME_SUFFIX = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "image/svg+xml": ".svg"}
 
-_FENCE_INFO = re.compile(r"^```[ \t]*([\w+-]*)[ \t]*\n?")
-
 
 @dataclass
 class TextPart:
-    raw: str = ""  # the assistant's text as generated, execution tokens included
-    finished: bool = (
-        False  # the round that produced it is over (an unclosed block is no longer "being written")
-    )
+    raw: str = ""  # the assistant's text as generated (outside blocks; a stray token may be in it)
+    # The round that produced it is over (nothing more streams into it).
+    finished: bool = False
+
+    def prose(self) -> str:
+        """The text to show: special tokens removed, and a tail that may be the start of one still
+        streaming in (a prose slice ends where a block opens, so only a stray token can be here)."""
+        text = self.raw
+        for token in SPECIAL_TOKENS:
+            text = text.replace(token, "")
+        return text if self.finished else _strip_partial_token(text)
+
+
+@dataclass
+class BlockPart(TextPart):
+    """A block the model wrote; `raw` is its text, tokens included (a TextPart, so the turn's raw text is
+    all TextParts in order). Shown as code while written and when it did not run; hidden once an
+    execution shows it."""
+
+    language: str = ""
+    code: str = ""
+    closed: bool = False
+    problem: str = ""  # why it could not run ("" when it could)
+    ran: bool = False  # an ExecPart (running, asking or done) shows it now
 
 
 @dataclass
@@ -80,7 +104,7 @@ class NotePart:
     kind: str = "notice"  # "notice" | "error" | "stopped"
 
 
-Part = TextPart | ExecPart | NotePart
+Part = TextPart | BlockPart | ExecPart | NotePart
 
 
 @dataclass
@@ -94,13 +118,32 @@ class Turn:
 
     def apply(self, event: object) -> None:
         if isinstance(event, TextDelta):
+            block = self._open_block()
+            if block is not None:
+                block.raw += event.text
+                return
             last = self.parts[-1] if self.parts else None
-            if isinstance(last, TextPart) and not last.finished:
+            if type(last) is TextPart and not last.finished:
                 last.raw += event.text
             else:
                 self.parts.append(TextPart(event.text))
+        elif isinstance(event, BlockOpened):
+            self._finish_text()
+            self.parts.append(BlockPart())
+        elif isinstance(event, BlockUpdated):
+            block = self._open_block()
+            if block is not None:
+                block.language, block.code = event.language, event.code
+        elif isinstance(event, BlockClosed):
+            block = self._open_block()
+            if block is not None:
+                block.closed, block.problem = True, event.problem
+                if event.language or event.code:
+                    block.language, block.code = event.language, event.code
+                block.finished = True
         elif isinstance(event, ExecutionStarted):
             self._finish_text()
+            self._block_now_running()
             asking = self._find_exec(state="asking")
             if asking is not None:
                 asking.exec_id, asking.language, asking.code, asking.state = (
@@ -121,15 +164,15 @@ class Turn:
                 part.result = event.result
                 part.state = "finished"
         elif isinstance(event, RoundFinished):
-            self._finish_text()
+            self._finish_text(round_over=True)
         elif isinstance(event, Notice):
             self._finish_text()
             self.parts.append(NotePart(event.message))
         elif isinstance(event, ErrorEvent):
-            self._finish_text()
+            self._finish_text(round_over=True)
             self.parts.append(NotePart(event.message, kind="error"))
         elif isinstance(event, Done):
-            self._finish_text()
+            self._finish_text(round_over=True)
             self.done_reason = event.reason
             for part in self.parts:
                 if isinstance(part, ExecPart) and part.state in ("running", "asking"):
@@ -140,6 +183,7 @@ class Turn:
     def ask(self, language: str, code: str) -> None:
         """The loop waits for the user to approve this block (execution mode "ask")."""
         self._finish_text()
+        self._block_now_running()
         self.parts.append(ExecPart(exec_id="", language=language, code=code, state="asking"))
 
     def skip_asked(self) -> None:
@@ -150,9 +194,33 @@ class Turn:
     def executions(self) -> list[ExecPart]:
         return [p for p in self.parts if isinstance(p, ExecPart)]
 
-    def _finish_text(self) -> None:
-        if self.parts and isinstance(self.parts[-1], TextPart):
+    def raw_text(self) -> str:
+        """Everything the model wrote in this turn, tokens included."""
+        return "".join(p.raw for p in self.parts if isinstance(p, TextPart))
+
+    def _open_block(self) -> BlockPart | None:
+        """The block being written, if any (a note about it may have come after it)."""
+        for part in reversed(self.parts):
+            if isinstance(part, NotePart):
+                continue
+            return part if isinstance(part, BlockPart) and not part.closed else None
+        return None
+
+    def _block_now_running(self) -> None:
+        """The last closed block is shown by the execution message from now on."""
+        for part in reversed(self.parts):
+            if isinstance(part, BlockPart) and part.closed and not part.ran:
+                part.ran = True
+                return
+
+    def _finish_text(self, round_over: bool = False) -> None:
+        """Text stops growing; at the end of a round a block still open was cut off (never closed)."""
+        if self.parts and type(self.parts[-1]) is TextPart:
             self.parts[-1].finished = True
+        if round_over:
+            block = self._open_block()
+            if block is not None:
+                block.closed = block.finished = True
 
     def _find_exec(self, exec_id: str | None = None, state: str | None = None) -> ExecPart | None:
         for part in reversed(self.parts):
@@ -167,56 +235,15 @@ class Turn:
 # ---------------------------------------------------------------------------------------------- display text
 
 
-def split_display(raw: str) -> tuple[str, str | None]:
-    """Split generated text into (prose to show, code of a block still being written or None).
-
-    Complete blocks are dropped (their execution message shows them); so is a trailing fragment that may
-    be the start of a special token still streaming in.
-    """
-    prose: list[str] = []
-    pos = 0
-    draft: str | None = None
-    while True:
-        start = raw.find(RUN_START, pos)
-        if start < 0:
-            prose.append(raw[pos:])
-            break
-        prose.append(raw[pos:start])
-        stop = raw.find(RUN_STOP, start)
-        if stop < 0:
-            draft = raw[start + len(RUN_START) :]
-            break
-        pos = stop + len(RUN_STOP)
-    text = "".join(prose)
-    for token in (OUTPUT_START, OUTPUT_STOP, RUN_STOP):
-        text = text.replace(token, "")
-    text = _strip_partial_token(text)
-    if draft is not None:
-        draft = _strip_partial_token(draft)
-    return text, draft
-
-
 def _strip_partial_token(text: str) -> str:
     """Drop a tail that is a proper prefix of a special token (the rest of it has not streamed in yet)."""
     cut = text.rfind("<")
-    if cut < 0 or len(text) - cut > max(len(t) for t in (RUN_START, RUN_STOP, OUTPUT_START, OUTPUT_STOP)):
+    if cut < 0 or len(text) - cut > max(len(t) for t in SPECIAL_TOKENS):
         return text
     tail = text[cut:]
-    if any(token.startswith(tail) for token in (RUN_START, RUN_STOP, OUTPUT_START, OUTPUT_STOP)):
+    if any(token.startswith(tail) for token in SPECIAL_TOKENS):
         return text[:cut]
     return text
-
-
-def code_of_draft(draft: str) -> tuple[str, str]:
-    """(language, code) of a block being written: its fence line and closing fence removed."""
-    match = _FENCE_INFO.match(draft.lstrip())
-    body = draft.lstrip()
-    language = ""
-    if match:
-        language = match.group(1)
-        body = body[match.end() :]
-    body = re.sub(r"\n?`{1,3}\s*$", "", body)
-    return language or "python", body
 
 
 def fenced(text: str, info: str = "") -> str:
@@ -340,23 +367,25 @@ def exec_message(part: ExecPart) -> dict:
 def render_turn(turn: Turn, images: ImageStore) -> list[dict]:
     messages: list[dict] = [{"role": "user", "content": turn.user}]
     for part in turn.parts:
-        if isinstance(part, TextPart):
-            prose, draft = split_display(part.raw)
-            if prose.strip():
-                messages.append({"role": "assistant", "content": prose.strip()})
-            if draft is not None:
-                language, code = code_of_draft(draft)
-                if part.finished:
-                    # An unclosed block at the end of a round never ran: show it as what the model wrote.
-                    messages.append({"role": "assistant", "content": fenced(code, language)})
-                else:
-                    messages.append(
-                        {
-                            "role": "assistant",
-                            "content": fenced(code, language),
-                            "metadata": {"title": f"✎ Writing {language}…", "status": "pending"},
-                        }
-                    )
+        if isinstance(part, BlockPart):
+            if part.ran:
+                continue  # its execution message shows the code
+            language = part.language or "python"
+            if part.closed:
+                # It did not run (a problem, no executions left, stopped): show it as the model wrote it.
+                messages.append({"role": "assistant", "content": fenced(part.code, language)})
+            else:
+                messages.append(
+                    {
+                        "role": "assistant",
+                        "content": fenced(part.code, language),
+                        "metadata": {"title": f"✎ Writing {language}…", "status": "pending"},
+                    }
+                )
+        elif isinstance(part, TextPart):
+            prose = part.prose().strip()
+            if prose:
+                messages.append({"role": "assistant", "content": prose})
         elif isinstance(part, ExecPart):
             messages.append(exec_message(part))
             for mime, data in images_of(part.result):

@@ -31,6 +31,7 @@ What it deliberately does not do: render for a model (`interpreter.protocol`), a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,12 @@ class Dialogue:
 
     def to_json(self) -> dict:
         return {"id": self.id, "messages": self.messages, "meta": self.meta, "schema": self.schema}
+
+    def to_jsonl(self) -> str:
+        """The record as one validated JSON line (what `DialogueWriter` appends), e.g. for a download."""
+        obj = self.to_json()
+        validate_record(obj, f"record {self.id!r}")
+        return json.dumps(obj, ensure_ascii=False) + "\n"
 
     @classmethod
     def from_json(cls, obj: object, where: str = "") -> Dialogue:

@@ -378,9 +378,60 @@ class _Turn:
     stats: _Stats = field(default_factory=_Stats)
     hit_max_tokens: bool = False
     error: str = ""
-    in_block: bool = False
-    block_so_far: tuple[str, str] | None = None  # the last BlockUpdated sent
+    blocks: _BlockEvents = field(default_factory=lambda: _BlockEvents(False))
     held: list[Event] = field(default_factory=list)  # events not yet yielded (see `_execute`)
+
+
+class _BlockEvents:
+    """The detector's output as loop events: Text -> TextDelta, Opened -> BlockOpened, Note -> Notice,
+    Block -> BlockClosed followed by the Block itself (for the loop to act on), and `update()` for the
+    BlockUpdated of a block still open after a chunk."""
+
+    def __init__(self, bare_python: bool):
+        self.detector = protocol.BlockDetector(bare_python=bare_python)
+        self.in_block = False
+        self.so_far: tuple[str, str] | None = None  # the last BlockUpdated sent
+
+    def convert(self, found: list) -> Iterator[Event | Block]:
+        for event in found:
+            if isinstance(event, Text):
+                yield TextDelta(event.text)
+            elif isinstance(event, Opened):
+                if self.in_block:  # a duplicate RUN_START: the unfinished block was dropped
+                    yield BlockClosed("", "", "dropped", "replaced by a new block")
+                self.in_block, self.so_far = True, None
+                yield BlockOpened(event.wrapped)
+            elif isinstance(event, Note):
+                yield Notice(event.message)
+            elif isinstance(event, Block):
+                self.in_block = False
+                yield BlockClosed(event.language, event.code, event.problem, event.note)
+                yield event
+
+    def update(self) -> BlockUpdated | None:
+        if not self.in_block:
+            return None
+        so_far = self.detector.open_block()
+        if so_far is None or so_far == self.so_far:
+            return None
+        self.so_far = so_far
+        return BlockUpdated(*so_far)
+
+
+def stream_events(chunks: Iterable[str], bare_python: bool = False, *, finished: bool = True) -> list[Event]:
+    """The text and block events the loop sends for a reply streamed in these chunks, running nothing
+    (to replay a stored reply on screen, and for tests of what consumes the events). `finished=False`:
+    the reply is still streaming (a block left open stays open)."""
+    blocks = _BlockEvents(bare_python)
+    events: list[Event] = []
+    for chunk in chunks:
+        events += [e for e in blocks.convert(blocks.detector.feed(chunk)) if not isinstance(e, Block)]
+        update = blocks.update()
+        if update is not None:
+            events.append(update)
+    if finished:
+        events += [e for e in blocks.convert(blocks.detector.finish()) if not isinstance(e, Block)]
+    return events
 
 
 class _Loop:
@@ -545,7 +596,8 @@ class _Loop:
             cfg.tail_chars,
         )
         params = _params_with_stop(cfg.generation, [RUN_STOP] if cfg.sh_ends_turn else [])
-        detector = protocol.BlockDetector(bare_python=cfg.detects_bare_python)
+        turn.blocks = _BlockEvents(cfg.detects_bare_python)
+        detector = turn.blocks.detector
         gen_cancel = threading.Event()
         with self._lock:
             self._generation = gen_cancel
@@ -558,12 +610,12 @@ class _Loop:
             for chunk in stream:
                 if self.cancel.is_set():
                     break
-                yield from self._detected(turn, detector, detector.feed(chunk), may_execute)
+                yield from self._detected(turn, detector.feed(chunk), may_execute)
                 if turn.terminal is not None or turn.error:
                     break
             else:
                 ended_naturally = True
-                yield from self._detected(turn, detector, detector.finish(), may_execute)
+                yield from self._detected(turn, detector.finish(), may_execute)
         except Exception as exc:  # a backend failure ends the loop with one line, never a traceback
             turn.error = f"model backend failed: {_one_line(exc)}"
         finally:
@@ -584,28 +636,14 @@ class _Loop:
             max_new = getattr(cfg.generation, "max_new_tokens", None)
             turn.hit_max_tokens = bool(max_new) and turn.stats.generated_tokens >= max_new
 
-    def _detected(
-        self, turn: _Turn, detector: protocol.BlockDetector, found: list, may_execute: bool
-    ) -> Iterator[Event]:
+    def _detected(self, turn: _Turn, found: list, may_execute: bool) -> Iterator[Event]:
         """Turn one chunk's detector events into loop events. When a block ends the turn, this chunk's
         events are held in `turn.held` (the execution announces them, see `_execute`)."""
         out: list[Event] = []
-        for event in found:
+        for event in turn.blocks.convert(found):
             if turn.terminal is not None or turn.error:
                 break  # whatever follows a turn-ending block is not part of the turn
-            if isinstance(event, Text):
-                turn.text.append(event.text)
-                out.append(TextDelta(event.text))
-            elif isinstance(event, Opened):
-                if turn.in_block:  # a duplicate RUN_START: the unfinished block was dropped
-                    out.append(BlockClosed("", "", "dropped", "replaced by a new block"))
-                turn.in_block, turn.block_so_far = True, None
-                out.append(BlockOpened(event.wrapped))
-            elif isinstance(event, Note):
-                out.append(Notice(event.message))
-            elif isinstance(event, Block):
-                turn.in_block = False
-                out.append(BlockClosed(event.language, event.code, event.problem, event.note))
+            if isinstance(event, Block):
                 sh_in_turn = event.language == "sh" and event.runnable and not self.config.sh_ends_turn
                 if sh_in_turn and may_execute:
                     # An install inside the turn: run it now, keep reading the stream.
@@ -615,11 +653,13 @@ class _Loop:
                     turn.terminal = event
                     turn.held = out
                     return
-        if turn.in_block:
-            so_far = detector.open_block()
-            if so_far is not None and so_far != turn.block_so_far:
-                turn.block_so_far = so_far
-                out.append(BlockUpdated(*so_far))
+                continue
+            if isinstance(event, TextDelta):
+                turn.text.append(event.text)
+            out.append(event)
+        update = turn.blocks.update()
+        if update is not None:
+            out.append(update)
         yield from out
 
     # -- execution --------------------------------------------------------------------------------------

@@ -36,7 +36,8 @@ def test_chat_endpoint_returns_the_reply_with_execution_results(start_app):
     assert execution["code"] == "print(6*7)" and execution["language"] == "python"
     assert execution["result"]["status"] == "ok" and execution["result"]["stdout"] == "42\n"
     record = reply["dialogue"]
-    assert set(record) == {"id", "messages", "meta"}
+    assert set(record) == {"id", "messages", "meta", "schema"}
+    assert record["messages"][2]["runs"][0]["stdout"] == "42\n"  # the execution turn's structured run
     assert record["messages"] == [{"role": "user", "content": "print"}, *reply["reply"]]
 
     # The same client continues its own chat; new_chat starts over with a fresh kernel.

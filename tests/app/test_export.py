@@ -13,8 +13,17 @@ import pytest
 
 from app.export import dialogue_jsonl, notebook_json
 from app.view import Turn
-from interpreter.loop import Done, ExecutionFinished, ExecutionStarted, OutputChunk, RoundFinished, TextDelta
-from interpreter.protocol import RUN_START, RUN_STOP
+from interpreter.dialogue import SCHEMA_VERSION, DialogueError, execution_message, read_dialogues
+from interpreter.loop import (
+    Done,
+    ExecutionFinished,
+    ExecutionStarted,
+    OutputChunk,
+    RoundFinished,
+    stream_events,
+)
+from interpreter.protocol import OUTPUT_START, OUTPUT_STOP, RUN_START, RUN_STOP, render_dialogue
+from interpreter.results import RunRecord
 from tests.conftest import require
 
 PLOT = "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [1, 4, 9])\nplt.show()"
@@ -34,12 +43,19 @@ def session(tmp_path_factory):
         yield s
 
 
-def _run(turn: Turn, session, exec_id: str, code: str) -> None:
-    turn.apply(TextDelta(f"Running it.\n{RUN_START}```python\n{code}\n```{RUN_STOP}"))
+def _say(turn: Turn, text: str) -> None:
+    """The text and block events the loop sends for this reply."""
+    for event in stream_events([text]):
+        turn.apply(event)
+
+
+def _run(turn: Turn, session, exec_id: str, code: str):
+    _say(turn, f"Running it.\n{RUN_START}```python\n{code}\n```{RUN_STOP}")
     turn.apply(ExecutionStarted(exec_id, "python", code))
     result = session.run_block("python", code, on_output=lambda s, t: turn.apply(OutputChunk(exec_id, s, t)))
     turn.apply(ExecutionFinished(exec_id, result))
     turn.apply(RoundFinished(1))
+    return result
 
 
 @pytest.mark.local_sandbox
@@ -48,7 +64,7 @@ def test_notebook_has_cells_outputs_and_plots(session):
     _run(turn, session, "p", "print(6*7)")
     _run(turn, session, "g", PLOT)
     _run(turn, session, "f", "1/0")
-    turn.apply(TextDelta("All done."))
+    _say(turn, f"All done. Not run: {RUN_START}```js\nconsole.log(1)\n```{RUN_STOP}")
     turn.apply(Done([], "end_of_turn"))
     text = notebook_json([turn], system_prompt="Be brief.", meta={"model": "tiny"})
     notebook = nbformat.reads(text, as_version=4)
@@ -62,26 +78,42 @@ def test_notebook_has_cells_outputs_and_plots(session):
     assert error and error[0].ename == "ZeroDivisionError"
     markdown = [c.source for c in notebook.cells if c.cell_type == "markdown"]
     assert markdown[0] == "**System:**\n\nBe brief." and markdown[1] == "**User:**\n\nprint, plot, fail"
-    assert "**Assistant:**\n\nAll done." in markdown
+    assert "**Assistant:**\n\nAll done. Not run:" in markdown
+    assert "**Assistant:**\n\n```js\nconsole.log(1)\n```" in markdown  # a block that did not run: as written
     assert not any("API_RUN" in m for m in markdown)
     assert notebook.metadata["autocoder"] == {"model": "tiny"}
 
 
 @pytest.mark.local_sandbox
-def test_dialogue_record_is_one_json_line_with_full_results(session):
+def test_dialogue_record_is_one_json_line_with_full_results(session, tmp_path):
     turn = Turn("print", 0)
-    _run(turn, session, "p", "print(6*7)")
+    result = _run(turn, session, "p", "print(6*7)")
     dialogue = [
         {"role": "user", "content": "print"},
-        {"role": "assistant", "content": turn.parts[0].raw},
-        {"role": "execution", "content": "result.stdout:\n42\n"},
+        {"role": "assistant", "content": turn.raw_text()},
+        execution_message([RunRecord("python", "print(6*7)", result)], "demo"),
     ]
     text = dialogue_jsonl("chat1", dialogue, [turn], meta={"model": "tiny"})
     assert text.endswith("\n") and text.count("\n") == 1
     record = json.loads(text)
-    assert set(record) == {"id", "messages", "meta"} and record["id"] == "chat1"
+    assert set(record) == {"id", "messages", "meta", "schema"} and record["id"] == "chat1"
+    assert record["schema"] == SCHEMA_VERSION
     assert record["messages"] == dialogue
-    assert record["meta"]["model"] == "tiny"
+    assert record["meta"]["model"] == "tiny" and record["meta"]["source"] == "app"
     (execution,) = record["meta"]["executions"]
     assert execution["code"] == "print(6*7)" and execution["result"]["stdout"] == "42\n"
     assert execution["result"]["status"] == "ok"
+    # The one reader reads it back, and the execution renders in the project's tokens style from its runs.
+    path = tmp_path / "chat.jsonl"
+    path.write_text(text, encoding="utf-8")
+    (again,) = read_dialogues(path)
+    assert again.messages == dialogue
+    assert (
+        render_dialogue(again.messages, style="tokens")[2]["content"] == f"{OUTPUT_START}\n42\n{OUTPUT_STOP}"
+    )
+
+
+def test_a_broken_dialogue_is_refused_with_one_line():
+    with pytest.raises(DialogueError, match=r"^chat c1: message 0: role must be one of") as info:
+        dialogue_jsonl("c1", [{"role": "robot", "content": "hi"}], [])
+    assert "\n" not in str(info.value)

@@ -1,4 +1,7 @@
-"""The chat view: loop events folded into turns and rendered as Gradio messages, tokens never shown."""
+"""The chat view: loop events folded into turns and rendered as Gradio messages, tokens never shown.
+
+The text and block events come from `interpreter.loop.stream_events`, the loop's own conversion of a
+streamed reply (the detector), so the view is tested on exactly what the loop sends."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import base64
 import io
 from pathlib import Path
 
-from app.view import ImageStore, Turn, clip, fenced, render_turn, split_display
+from app.view import BlockPart, ImageStore, TextPart, Turn, clip, fenced, render_turn
 from interpreter.kernel import ExecutionError, ExecutionResult
 from interpreter.loop import (
     Done,
@@ -15,7 +18,7 @@ from interpreter.loop import (
     Notice,
     OutputChunk,
     RoundFinished,
-    TextDelta,
+    stream_events,
 )
 from interpreter.protocol import OUTPUT_START, OUTPUT_STOP, RUN_START, RUN_STOP, SPECIAL_TOKENS
 
@@ -45,26 +48,37 @@ def _all_text(messages: list[dict]) -> str:
     return "\n".join(parts)
 
 
+def feed(turn: Turn, *chunks: str, finished: bool = False) -> None:
+    for event in stream_events(chunks, finished=finished):
+        turn.apply(event)
+
+
 def test_tokens_never_reach_the_screen_whatever_the_chunking(tmp_path):
-    text = f"I will compute it.\n{BLOCK}"
+    text = f"I will compute it.\n{BLOCK} and {OUTPUT_START} a partial {OUTPUT_STOP[:7]}"
     for size in (1, 2, 3, 5, 7, len(text)):
         turn = Turn("print", 0)
-        for i in range(0, len(text), size):
-            turn.apply(TextDelta(text[i : i + size]))
+        chunks = [text[i : i + size] for i in range(0, len(text), size)]
+        for event in stream_events(chunks):
+            turn.apply(event)
             shown = _all_text(render_turn(turn, ImageStore(tmp_path)))
             assert not any(token in shown for token in SPECIAL_TOKENS)
-            assert "<API" not in shown, f"partial token shown after {i + size} chars: {shown!r}"
+            assert "<API" not in shown, f"partial token shown: {shown!r}"
         assert "I will compute it." in shown
+        # Everything the model wrote is kept, tokens included (a failed loop keeps it as the reply).
+        assert turn.raw_text() == text
 
 
 def test_code_being_written_shows_as_pending_draft_then_as_execution(tmp_path):
     turn = Turn("print", 0)
-    turn.apply(TextDelta(f"Sure.\n{RUN_START}```python\nprint(6"))
+    feed(turn, "Sure.\n", f"{RUN_START}```python\nprint(6")
     messages = render_turn(turn, ImageStore(tmp_path))
     draft = messages[-1]
     assert draft["metadata"]["status"] == "pending" and "Writing python" in draft["metadata"]["title"]
-    assert "print(6" in draft["content"]
-    turn.apply(TextDelta(f"*7)\n```{RUN_STOP}"))
+    assert draft["content"] == fenced("print(6", "python")
+    events = stream_events(["Sure.\n", f"{RUN_START}```python\nprint(6", f"*7)\n```{RUN_STOP}"])
+    turn = Turn("print", 0)
+    for event in events:
+        turn.apply(event)
     turn.apply(ExecutionStarted("e1", "python", "print(6*7)"))
     turn.apply(OutputChunk("e1", "stdout", "4"))
     turn.apply(OutputChunk("e1", "stdout", "2\n"))
@@ -72,10 +86,10 @@ def test_code_being_written_shows_as_pending_draft_then_as_execution(tmp_path):
     running = messages[-1]
     assert running["metadata"]["status"] == "pending" and "Running" in running["metadata"]["title"]
     assert "print(6*7)" in running["content"] and "42" in running["content"]
-    assert [m["content"] for m in messages[:2]] == ["print", "Sure."]
+    assert [m["content"] for m in messages[:2]] == ["print", "Sure."]  # the draft gave way to the execution
     turn.apply(ExecutionFinished("e1", ExecutionResult(status="ok", stdout="42\n", duration_s=0.25)))
     turn.apply(RoundFinished(1))
-    turn.apply(TextDelta("The answer is 42."))
+    feed(turn, "The answer is 42.", finished=True)
     turn.apply(Done([], "end_of_turn"))
     messages = render_turn(turn, ImageStore(tmp_path))
     finished = messages[2]
@@ -83,10 +97,35 @@ def test_code_being_written_shows_as_pending_draft_then_as_execution(tmp_path):
     assert messages[-1]["content"] == "The answer is 42."
 
 
+def test_blocks_that_did_not_run_show_as_the_code_the_model_wrote(tmp_path):
+    # Unknown language: closed with a problem, never run.
+    turn = Turn("js", 0)
+    feed(turn, f"Here:\n{RUN_START}```js\nconsole.log(1)\n```{RUN_STOP}", finished=True)
+    turn.apply(Notice("not run: ```js blocks cannot be run here"))
+    messages = render_turn(turn, ImageStore(tmp_path))
+    assert messages[1:3] == [
+        {"role": "assistant", "content": "Here:"},
+        {"role": "assistant", "content": fenced("console.log(1)", "js")},
+    ]
+    # Cut off mid-block (stopped): shown as written, no longer pending.
+    turn = Turn("print", 0)
+    feed(turn, f"{RUN_START}```python\nfor i in range(3):\n    pri")
+    turn.apply(Done([], "cancelled"))
+    shown = render_turn(turn, ImageStore(tmp_path))
+    assert shown[1] == {"role": "assistant", "content": fenced("for i in range(3):\n    pri", "python")}
+    assert isinstance(turn.parts[0], BlockPart) and turn.parts[0].closed
+    # A bare fence in "always" mode is a block too.
+    turn = Turn("print", 0)
+    for event in stream_events(["Check:\n```python\nprint(1)\n```"], bare_python=True):
+        turn.apply(event)
+    assert [type(p) for p in turn.parts] == [TextPart, BlockPart]
+    assert (turn.parts[1].language, turn.parts[1].code, turn.parts[1].closed) == ("python", "print(1)", True)
+
+
 def test_errors_images_and_interrupts_are_rendered(tmp_path):
     png = _png()
     turn = Turn("plot", 0)
-    turn.apply(TextDelta(BLOCK))
+    feed(turn, BLOCK, finished=True)
     turn.apply(ExecutionStarted("a", "python", "plot()"))
     result = ExecutionResult(
         status="ok",
@@ -126,7 +165,7 @@ def test_errors_images_and_interrupts_are_rendered(tmp_path):
 
 def test_ask_mode_parts(tmp_path):
     turn = Turn("print", 0)
-    turn.apply(TextDelta(BLOCK))
+    feed(turn, BLOCK, finished=True)
     turn.ask("python", "print(6*7)")
     asking = render_turn(turn, ImageStore(tmp_path))[-1]
     assert (
@@ -141,8 +180,9 @@ def test_ask_mode_parts(tmp_path):
 
 
 def test_output_tokens_and_backticks_in_output_cannot_break_the_markdown():
-    prose, draft = split_display(f"a{OUTPUT_START}b{OUTPUT_STOP}c")
-    assert (prose, draft) == ("abc", None)
+    turn = Turn("x", 0)
+    feed(turn, f"a{OUTPUT_START}b{OUTPUT_STOP}c", finished=True)
+    assert render_turn(turn, ImageStore(Path("/nonexistent")))[1]["content"] == "abc"
     block = fenced("```\nnot the end\n```", "text")
     assert block.startswith("````text\n") and block.endswith("\n````")
 
