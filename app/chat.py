@@ -34,7 +34,7 @@ from typing import Any
 
 from app.auth import AccessDenied
 from app.view import NotePart, TextPart, Turn
-from interpreter.loop import Done, ErrorEvent, LoopConfig
+from interpreter.loop import Cancel, Done, ErrorEvent, LoopConfig
 from llm.base import DEFAULT_MAX_NEW_TOKENS
 
 log = logging.getLogger("app")
@@ -120,7 +120,7 @@ class Chat:
         self._start_kernel = start_kernel
         self._kernel: Any = None
         self._kernel_lock = threading.Lock()
-        self.cancel = threading.Event()
+        self.cancel = Cancel()  # acts the moment Stop sets it: the loop needs no polling thread
         self.running = False
         self.approval: Approval | None = None
         self.last_used = time.monotonic()
@@ -220,7 +220,7 @@ class Chat:
             if self.running:
                 raise BusyError("this chat is still answering; press Stop first")
             self.running = True
-        self.cancel = threading.Event()
+        self.cancel = Cancel()
         self.touch()
         turn = Turn(user=message, dialogue_start=len(self.dialogue))
         if self.kernel_note:
