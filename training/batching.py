@@ -6,8 +6,10 @@
   dialogue, and gives no attention_mask. transformers then builds a block-diagonal causal mask from the
   position ids (masking_utils.find_packed_sequence_indices, used by the sdpa, eager and flex attention
   paths; flash-attention reads the same boundaries), so no token attends across dialogues. The pad
-  tail of a row gets positions of its own, so it is a separate "sequence" too. A test checks that the
-  logits of a packed row equal those of its dialogues run alone.
+  tail of a row gets positions of its own, so it is a separate "sequence" too. transformers only looks
+  at the position ids when no KV cache is passed, and models make one by default (use_cache, even in
+  training), so packed batches carry use_cache=False. A test checks that the logits of a packed row
+  equal those of its dialogues run alone.
 - `non_padding_share`: the share of real tokens among all tokens the model computes, for the log and
   the benchmark (with and without packing).
 
@@ -66,7 +68,9 @@ class PackedCollator:
             for length in [*f["lengths"], width - size]:
                 positions[row, at : at + length] = torch.arange(length)
                 at += length
-        return {"input_ids": input_ids, "position_ids": positions, "labels": labels}
+        # No cache: with one, transformers ignores the packing in the position ids (a causal mask across
+        # the whole row).
+        return {"input_ids": input_ids, "position_ids": positions, "labels": labels, "use_cache": False}
 
 
 def pack(lengths: list[int], max_length: int) -> list[list[int]]:

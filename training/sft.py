@@ -320,10 +320,9 @@ def run_sft(config: SFTConfig) -> Path:
         f"training on {sum(lengths):,} tokens, {sum(sum(1 for x in lab if x != -100) for lab in dataset['labels']):,} supervised"
     )
 
+    model.config.use_cache = False  # no KV cache in training (saved as True again for inference)
     if config.lora:
         model = wrap_lora(config, model, train_embeddings=bool(added.new_ids) or added.resized_to is not None)
-    elif config.gradient_checkpointing:
-        model.config.use_cache = False
 
     trainer = Trainer(
         model=model,
@@ -346,6 +345,7 @@ def run_sft(config: SFTConfig) -> Path:
             "or use --lora/--qlora or a DeepSpeed ZeRO-3 config"
         ) from None
 
+    (model.get_base_model() if config.lora else model).config.use_cache = True
     trainer.save_model(str(out))  # under ZeRO-3 the 16-bit weights are gathered first (see the DS JSON)
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(out)
