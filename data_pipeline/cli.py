@@ -12,8 +12,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from data_pipeline.item import DEFAULT_MAX_ATTEMPTS
+from llm.hf_loading import DTYPE_CHOICES, QUANTIZE_CHOICES
+from llm.openai_backend import DEFAULT_MAX_RETRIES, DEFAULT_REQUEST_TIMEOUT_S
+from llm.options import DEFAULT_DTYPE
+from llm.select import BACKEND_NAMES
 
 EXIT_BAD_INPUT = 2
 
@@ -57,22 +62,37 @@ def add_generate_parser(commands) -> argparse.ArgumentParser:
     teacher.add_argument(
         "--teacher-model", metavar="NAME", help="served model name (default: the server's first)"
     )
-    teacher.add_argument("--api-key", metavar="KEY", help="API key (default: $OPENAI_API_KEY)")
+    key = teacher.add_mutually_exclusive_group()
+    key.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="API key (visible in the process list: prefer --api-key-file or $OPENAI_API_KEY)",
+    )
+    key.add_argument("--api-key-file", type=Path, metavar="PATH", help="read the API key from PATH")
     teacher.add_argument(
-        "--programmer-backend", choices=("openai", "hf"), help="another model as the programmer"
+        "--programmer-backend", choices=BACKEND_NAMES, help="another model as the programmer"
     )
     teacher.add_argument("--programmer-model", metavar="NAME", help="its served name, or hf folder / hub id")
     teacher.add_argument("--programmer-base-url", metavar="URL", help="its server (default: the teacher's)")
     teacher.add_argument(
-        "--quantize", default="none", choices=("none", "auto", "4bit", "8bit"), help="hf programmer"
+        "--quantize", default="none", choices=QUANTIZE_CHOICES, help="hf programmer (default none)"
+    )
+    teacher.add_argument("--dtype", default=DEFAULT_DTYPE, choices=DTYPE_CHOICES, help="hf programmer")
+    teacher.add_argument(
+        "--max-retries",
+        type=int,
+        default=DEFAULT_MAX_RETRIES,
+        metavar="N",
+        help="retries of a request after 429, 5xx, a timeout or a dropped connection, with backoff and "
+        f"jitter, honouring Retry-After (default {DEFAULT_MAX_RETRIES})",
     )
     teacher.add_argument(
-        "--dtype", default="auto", choices=("auto", "bf16", "fp16", "fp32"), help="hf programmer"
+        "--request-timeout",
+        type=float,
+        default=DEFAULT_REQUEST_TIMEOUT_S,
+        metavar="S",
+        help=f"seconds a request may wait for the server (default {DEFAULT_REQUEST_TIMEOUT_S:g})",
     )
-    teacher.add_argument(
-        "--max-retries", type=int, default=5, help="retries of a failed request (429, 5xx, ...)"
-    )
-    teacher.add_argument("--request-timeout", type=float, default=600.0, metavar="S", help="per request")
 
     gen = p.add_argument_group("generation")
     gen.add_argument(

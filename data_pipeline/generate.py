@@ -18,6 +18,7 @@ What it deliberately does not do: define an item's steps (data_pipeline.item), t
 
 from __future__ import annotations
 
+import argparse
 import collections
 import os
 import signal
@@ -110,29 +111,57 @@ def build_params(args, role: str):
     )
 
 
-def build_backend(kind: str, model: str | None, base_url: str | None, args):
-    """The backend for one role; BackendError (one line) when it cannot be reached or loaded."""
-    if kind == "openai":
-        from llm.openai_backend import OpenAIBackend, RetryPolicy
+def backend_flags(args, role: str) -> argparse.Namespace:
+    """One role's backend as the flags llm.options understands (the one place that turns flags into a backend)."""
+    from llm.options import DEFAULT_DTYPE, DEFAULT_QUANTIZE
 
-        if not base_url:
-            raise SetupError("the teacher needs --teacher-base-url (e.g. https://api.openai.com/v1)")
-        return OpenAIBackend(
-            base_url=base_url,
-            model=model,
-            api_key=args.api_key,
-            timeout_s=args.request_timeout,
-            retry=RetryPolicy(max_retries=args.max_retries),
+    if role == "teacher" or args.programmer_backend in (None, "openai"):
+        base_url = (
+            args.teacher_base_url if role == "teacher" else args.programmer_base_url or args.teacher_base_url
         )
-    from llm.select import load_backend
-
-    if not model:
+        if not base_url and not os.environ.get("OPENAI_BASE_URL"):
+            raise SetupError("the teacher needs --teacher-base-url URL (e.g. https://api.openai.com/v1)")
+        return argparse.Namespace(
+            backend="openai",
+            model=args.teacher_model if role == "teacher" else args.programmer_model or args.teacher_model,
+            base_url=base_url,
+            api_key=args.api_key,
+            api_key_file=args.api_key_file,
+            completions=False,
+            tokenizer=None,
+            max_retries=args.max_retries,
+            request_timeout=args.request_timeout,
+            quantize=DEFAULT_QUANTIZE,
+            dtype=DEFAULT_DTYPE,
+        )
+    if not args.programmer_model:
         raise SetupError("--programmer-backend hf needs --programmer-model (a folder or hub id)")
-    return load_backend("hf", model, quantize=args.quantize, dtype=args.dtype)
+    return argparse.Namespace(
+        backend="hf",
+        model=args.programmer_model,
+        quantize=args.quantize,
+        dtype=args.dtype,
+        **dict.fromkeys(
+            ("base_url", "api_key", "api_key_file", "tokenizer", "max_retries", "request_timeout")
+        ),
+        completions=False,
+    )
+
+
+def build_backend(args, role: str):
+    """The backend for one role; BackendError or ValueError (one line) when it cannot be reached or loaded."""
+    from llm.options import backend_from_args
+
+    return backend_from_args(backend_flags(args, role))
 
 
 def model_name(backend, fallback: str) -> str:
-    return getattr(backend, "model", None) or getattr(backend, "model_id", None) or fallback
+    """The name recorded for a backend's model: the served name (openai) or the folder / hub id (hf)."""
+    for attribute in ("model_id", "model"):
+        value = getattr(backend, attribute, None)
+        if isinstance(value, str) and value:
+            return value
+    return fallback
 
 
 def run_identity(args, questioner: str, programmer: str, prompts) -> dict:
@@ -195,16 +224,8 @@ def generate(args) -> int:
 
     # 2. The teacher (and the programmer when it is another model): reached before anything is paid.
     try:
-        teacher = build_backend("openai", args.teacher_model, args.teacher_base_url, args)
-        if args.programmer_backend is None:
-            programmer_backend = teacher
-        else:
-            programmer_backend = build_backend(
-                args.programmer_backend,
-                args.programmer_model,
-                args.programmer_base_url or args.teacher_base_url,
-                args,
-            )
+        teacher = build_backend(args, "teacher")
+        programmer_backend = teacher if args.programmer_backend is None else build_backend(args, "programmer")
     except BackendError as exc:
         raise SetupError(str(exc)) from None
     questioner_model = model_name(teacher, args.teacher_model or "teacher")
