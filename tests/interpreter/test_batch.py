@@ -58,17 +58,6 @@ def test_results_arrive_in_job_order_from_the_callers_thread_while_jobs_overlap(
     assert summary.not_run == 0
 
 
-def test_concurrency_shortens_the_wall_time():
-    def work(i, cancel):
-        time.sleep(0.2)
-        return i
-
-    start = time.monotonic()
-    run_batch(jobs_of(8), work, concurrency=8, on_result=lambda *a: None, progress=False)
-    # Serially this is 1.6 s; a loose bound, this is about overlap, not speed.
-    assert time.monotonic() - start < 1.2
-
-
 def test_done_ids_are_skipped_for_resume():
     ran = []
 
@@ -97,15 +86,25 @@ def test_at_most_max_pending_jobs_start_beyond_a_slow_one():
     def work(i, cancel):
         started.append(i)
         if i == 0:
-            release.wait(5)
+            release.wait(10)
         return i
 
-    threading.Timer(0.5, release.set).start()
+    seen_while_stuck = []
+
+    def watch():
+        deadline = time.monotonic() + 10
+        while len(started) < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)  # time for more to start, if the window let them
+        seen_while_stuck.append(len(started))
+        release.set()
+
+    threading.Thread(target=watch, daemon=True).start()
     record = Recorder()
     run_batch(jobs_of(40), work, concurrency=2, on_result=record, progress=False, max_pending=5)
     assert [r for _, r in record.got] == list(range(40))
-    # While job 0 was stuck only jobs 1..4 could start (job 0 plus 4 more inside the window of 5).
-    assert set(started[:5]) == set(range(5))
+    # While job 0 was stuck only jobs 1..4 could start (job 0 plus 4 more inside the window of 5), not all 40.
+    assert seen_while_stuck == [5]
 
 
 def test_a_cancel_stops_scheduling_tells_running_jobs_and_keeps_the_finished_prefix():

@@ -103,10 +103,9 @@ def test_cancel_during_a_slow_stream_returns_promptly(openai_server):
     cancel = threading.Event()
     stats = StreamStats()
     got = []
+    b = backend(openai_server)
     start = time.monotonic()
-    for piece in backend(openai_server).stream(
-        [{"role": "user", "content": "x"}], GenerationParams(), cancel, stats
-    ):
+    for piece in b.stream([{"role": "user", "content": "x"}], GenerationParams(), cancel, stats):
         got.append(piece)
         if len(got) == 3:
             cancel.set()
@@ -239,11 +238,12 @@ def test_no_retries_when_off(openai_server):
 
 def test_a_cancel_during_the_wait_returns_at_once_and_never_retries(openai_server):
     openai_server.failures = [Failure(status=429, retry_after="8")]
+    b = backend(openai_server, retry=fast_retries())
     cancel = threading.Event()
     threading.Timer(0.3, cancel.set).start()
     stats = StreamStats()
     start = time.monotonic()
-    assert ask(backend(openai_server, retry=fast_retries()), stats, cancel) == ""
+    assert ask(b, stats, cancel) == ""
     assert time.monotonic() - start < 2.0
     assert stats.stop_reason == "cancelled"
     assert len(openai_server.requests) == 1
@@ -251,10 +251,11 @@ def test_a_cancel_during_the_wait_returns_at_once_and_never_retries(openai_serve
 
 def test_a_cancel_during_a_failing_request_is_not_followed_by_a_retry(openai_server):
     openai_server.failures = [Failure(status=500, stall_s=0.6)]
+    b = backend(openai_server, retry=fast_retries())
     cancel = threading.Event()
     threading.Timer(0.2, cancel.set).start()
     stats = StreamStats()
-    assert ask(backend(openai_server, retry=fast_retries()), stats, cancel) == ""
+    assert ask(b, stats, cancel) == ""
     time.sleep(0.8)  # time for the failing answer and a (wrong) retry to arrive
     assert stats.stop_reason == "cancelled"
     assert len(openai_server.requests) == 1
