@@ -231,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"planted: light edits {len(light & removed)}/{len(light)} removed, heavy edits "
         f"{len(heavy & removed)}/{len(heavy)} removed; brute force says {len(truth)} of the planted reach "
-        f"{threshold}, the fast path removed exactly those: {truth == (removed & set(planted))}"
+        f"{threshold}, the fast path removed exactly those: {truth == (removed & set(planted))}; "
+        f"removed among the other items: {len(removed - set(planted))}"
     )
 
     rng = random.Random(args.seed + 1)
