@@ -10,9 +10,11 @@ Two modes:
   `Session` (up to `max_rounds` executions, each result fed back) before its final answer; the solution is
   taken from its assistant turns (the last block that defines the entry point).
 
-Samples are appended to `samples.jsonl` (EvalPlus's {"task_id", "solution"}) and the dialogues to
-`transcripts.jsonl` (the project's dialogue format) as they are made; a rerun on the same folder resumes
-after the samples already there. With `concurrency` > 1 the samples are generated that many at a time
+Samples are appended to `samples.jsonl` (EvalPlus's {"task_id", "solution"}, through
+`interpreter.jsonl`) and the dialogues to `transcripts.jsonl` (`interpreter.dialogue` records; meta:
+"source": "evaluation", "task_id", "sample_index" and the generation settings of `GenerationConfig.to_json`)
+as they are made; a rerun on the same folder resumes after the samples already there.
+With `concurrency` > 1 the samples are generated that many at a time
 through the one concurrent runner (`interpreter.batch.run_batch`, each dialogue with its own session from
 a warm pool) and still written in the serial order, so the files are the same as a serial run's.
 
@@ -21,8 +23,6 @@ What this module deliberately does not do: score (evaluation.scoring) or load mo
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import threading
 from collections.abc import Callable
@@ -31,6 +31,8 @@ from pathlib import Path
 
 from evaluation.problems import Problem
 from evaluation.sanitize import sanitize
+from interpreter.dialogue import Dialogue, DialogueWriter
+from interpreter.jsonl import JsonlAppender, read_jsonl
 from interpreter.kernel import DEFAULT_EXECUTION_TIMEOUT_S
 from interpreter.loop import LoopConfig
 from llm.base import DEFAULT_MAX_NEW_TOKENS
@@ -76,41 +78,9 @@ class GenerationConfig:
         return data
 
 
-def _read_jsonl_resumable(path: Path) -> list[dict]:
-    """Complete lines of a file an interrupted run may have left half-written (the torn tail is cut off)."""
-    if not path.exists():
-        return []
-    rows, good_bytes = [], 0
-    with open(path, "rb") as f:
-        for line in f:
-            if not line.endswith(b"\n"):
-                break
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                break
-            good_bytes += len(line)
-    if good_bytes != path.stat().st_size:
-        with open(path, "r+b") as f:
-            f.truncate(good_bytes)
-    return rows
-
-
 def read_samples(path: Path) -> list[dict]:
-    return _read_jsonl_resumable(path)
-
-
-class _Appender:
-    def __init__(self, path: Path):
-        self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
-
-    def write(self, row: dict) -> None:
-        self.file.write(json.dumps(row, ensure_ascii=False) + "\n")
-        self.file.flush()
-        os.fsync(self.file.fileno())
-
-    def close(self) -> None:
-        self.file.close()
+    """The samples in `path`; a line torn by an interrupted run is ignored (and repaired when appending)."""
+    return read_jsonl(path)
 
 
 def _plain_reply(backend, problem: Problem, config: GenerationConfig, cancel=None) -> list[dict]:
@@ -176,7 +146,6 @@ def generate(
     done: dict[str, int] = {}
     for row in read_samples(samples_path):
         done[row["task_id"]] = done.get(row["task_id"], 0) + 1
-    read_samples(transcripts_path)  # cut a torn line there too
     jobs = [
         (f"{run_id}{p.task_id}#{i}", (p, i))
         for p in problems
@@ -209,20 +178,16 @@ def generate(
         finally:
             session.close()
 
-    samples, transcripts = _Appender(samples_path), _Appender(transcripts_path)
+    # Both appenders repair a line torn by an interrupted run before appending after it.
+    samples, transcripts = JsonlAppender(samples_path), DialogueWriter(transcripts_path)
     by_id = dict(jobs)
 
     def write(job_id: str, messages: list[dict]) -> None:
         problem, index = by_id[job_id]
         row = {"task_id": problem.task_id, "solution": solution_from_dialogue(messages, problem.entry_point)}
-        transcripts.write(
-            {
-                "id": job_id,
-                "messages": messages,
-                "meta": {"task_id": problem.task_id, "sample_index": index, **config.to_json()},
-            }
-        )
-        samples.write(row)
+        meta = {"source": "evaluation", "task_id": problem.task_id, "sample_index": index, **config.to_json()}
+        transcripts.append(Dialogue(id=job_id, messages=messages, meta=meta))
+        samples.append(row)
         if on_sample:
             on_sample(row)
 

@@ -14,6 +14,7 @@ import pytest
 from evaluation.cli import main
 from evaluation.generation import INSTRUCTION
 from interpreter import protocol
+from interpreter.dialogue import read_dialogues
 
 pytestmark = [pytest.mark.model, pytest.mark.local_sandbox, pytest.mark.slow]
 
@@ -48,6 +49,8 @@ def test_tiny_model_generates_for_three_problems_and_is_scored(
 
     transcripts = _jsonl(out / "transcripts.jsonl")
     assert len(transcripts) == 3
+    # Dialogue records, as the one reader reads them (validated, schema version, the writer named).
+    assert [d.meta["source"] for d in read_dialogues(out / "transcripts.jsonl")] == ["evaluation"] * 3
     for record in transcripts:
         protocol.validate_dialogue(record["messages"])
         user, assistant = record["messages"]
