@@ -333,9 +333,15 @@ class OpenAIBackend(Backend):
     ) -> Iterator[str]:
         """One request. Raises `_Retryable` for a transient failure; returns when the reply is complete."""
         try:
-            response = self._request(messages, params)
+            response = self._open(messages, params, cancel)
         except self._openai.OpenAIError as exc:
+            if cancel is not None and cancel.is_set():
+                stats.stop_reason = "cancelled"
+                return
             raise self._classify(exc) from exc
+        if response is None:  # cancelled while the server had not answered yet
+            stats.stop_reason = "cancelled"
+            return
         # A retried request repeats what the dropped one already streamed: check it and skip it.
         replay, replayed = progress.received, 0
         finished = threading.Event()
@@ -407,6 +413,43 @@ class OpenAIBackend(Backend):
                 f"the connection to {self.base_url} dropped mid-reply and the retried reply is shorter than "
                 "what was already streamed; ask again"
             )
+
+    def _open(self, messages: list[dict], params: GenerationParams, cancel: threading.Event | None):
+        """The streaming response, or None when `cancel` is set before the server answers.
+
+        A busy server (a full vLLM queue) can take minutes to send its first bytes, and the client cannot
+        abort a request it is still opening: it is opened in a helper thread, which is left to finish, and
+        to close the late response, when a cancel comes first.
+        """
+        if cancel is None:
+            return self._request(messages, params)
+        outcome: dict = {}
+        lock = threading.Lock()
+        answered = threading.Event()
+
+        def open_request() -> None:
+            try:
+                response = self._request(messages, params)
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                response, outcome["error"] = None, exc
+            with lock:
+                if outcome.get("abandoned"):
+                    if response is not None:
+                        response.close()  # nobody will read it; the server sees the hang-up
+                    return
+                outcome["response"] = response
+                answered.set()
+
+        threading.Thread(target=open_request, name="openai-request", daemon=True).start()
+        while not answered.wait(0.05):
+            if cancel.is_set():
+                with lock:
+                    if not answered.is_set():
+                        outcome["abandoned"] = True
+                        return None
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["response"]
 
     @staticmethod
     def _close_on_cancel(response, cancel: threading.Event, finished: threading.Event) -> None:

@@ -308,3 +308,19 @@ def test_a_server_gone_mid_session_is_retried_then_a_one_line_error(openai_serve
 def test_the_model_check_waits_for_a_busy_server(openai_server):
     openai_server.failures = [Failure(status=503)]  # only generation requests take failures
     assert backend(openai_server, retry=fast_retries()).model == "tiny-autocoder"
+
+
+def test_a_cancel_while_the_server_has_not_answered_returns_at_once(openai_server):
+    openai_server.failures = [Failure(stall_s=3.0)]  # a full queue: no bytes for 3 s
+    openai_server.reply, openai_server.delay_s = ["tick "] * 100, 0.02
+    b = backend(openai_server, retry=fast_retries())
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    stats = StreamStats()
+    start = time.monotonic()
+    assert ask(b, stats, cancel) == ""
+    assert time.monotonic() - start < 2.0  # not the 3 s the server takes
+    assert stats.stop_reason == "cancelled" and stats.retries == 0
+    # The late answer is closed unread: the server sees the hang-up, and nothing is retried.
+    assert openai_server.wait_for_disconnects(1, timeout_s=10)
+    assert len(openai_server.requests) == 1
