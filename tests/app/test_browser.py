@@ -16,7 +16,7 @@ import pytest
 
 from interpreter.protocol import RUN_START
 from tests.app.conftest import screenshot
-from tests.conftest import require
+from tests.conftest import require_no_gpu
 from tests.fixtures.tiny_models import SCENARIOS
 
 pytestmark = [pytest.mark.browser, pytest.mark.model, pytest.mark.slow, pytest.mark.local_sandbox]
@@ -291,11 +291,7 @@ def test_auth_guards_the_page(start_app, page):
 
 def test_stand_in_model_is_announced(start_app, page):
     """Without a GPU and without --model the app runs the small stand-in and says so, with what to do."""
-    import torch
-
-    require(
-        not torch.cuda.is_available(), "this machine has a GPU: the default model, not the stand-in, loads"
-    )
+    require_no_gpu("this host has a GPU: the default model, not the stand-in, loads")
     app = start_app(tiny_model=False)
     open_chat(page, app.url)
     notice = page.inner_text("#notice")
