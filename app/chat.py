@@ -14,9 +14,11 @@ the code, possibly edited) or Skip.
 Caps: a chat takes a kernel slot when its kernel starts and gives it back when the kernel is shut down
 (closed tab, idle reaper, server exit). At most `max_sessions` chats hold a kernel at once, and at most
 `max_per_client` per client (the signed-in user, else the client's address); past either, starting a kernel
-raises `SessionLimitError`, whose message the chat shows. The warm pool's booted, unused kernels
-(--warm-kernels) come on top. With --auth a chat belongs to the user who opened it: its session id used by
-another user is refused (`AccessDenied`).
+raises `SessionLimitError`, whose message the chat shows. Below that, `app.server` sets the interpreter's
+process-wide cap (`interpreter.session.set_max_sessions`) to the same total, which bounds every kernel,
+the warm pool's included (it warms only free slots); its refusal becomes the same `SessionLimitError`.
+With a login a chat belongs to the user who opened it: its session id used by another user is refused
+(`AccessDenied`).
 
 What this module deliberately does not do: render anything (see `app.view`) or know about Gradio.
 """
@@ -35,6 +37,7 @@ from typing import Any
 from app.auth import AccessDenied
 from app.view import NotePart, TextPart, Turn
 from interpreter.loop import Cancel, Done, ErrorEvent, LoopConfig
+from interpreter.session import SessionLimitReached
 from llm.base import DEFAULT_MAX_NEW_TOKENS
 
 log = logging.getLogger("app")
@@ -143,6 +146,9 @@ class Chat:
                     self._slots.take(self)  # raises SessionLimitError when full
                 try:
                     self._kernel = self._start_kernel()
+                except SessionLimitReached as exc:  # the interpreter's own cap, under ours
+                    self._release_slot()
+                    raise SessionLimitError(f"The server is full: {exc}") from None
                 except BaseException:
                     self._release_slot()
                     raise
@@ -338,7 +344,7 @@ class KernelSlots:
     """Counts the chats that hold a kernel, in total and per client, and refuses one past either cap.
 
     Enforced here, in the app's registry, because that is where chats and clients are known; the
-    interpreter's own cap on live sessions (when it has one) still applies below it.
+    interpreter's own cap on open sessions (`set_max_sessions`) still applies below it.
     """
 
     def __init__(self, max_sessions: int | None = None, max_per_client: int | None = None):

@@ -57,8 +57,11 @@ def make_kernel_starter(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     from interpreter.pool import SessionPool
     from interpreter.sandboxes.base import Limits
     from interpreter.sandboxes.select import make_sandbox
-    from interpreter.session import Session
+    from interpreter.session import Session, set_max_sessions
 
+    # The hard bound on kernels of this process, warm ones included (the pool warms only free slots);
+    # app.chat's KernelSlots gives the same total, and the per-client cap, their messages.
+    set_max_sessions(getattr(args, "max_sessions", None))
     sandbox = make_sandbox(args.sandbox, Limits())
     pool = SessionPool(lambda: Session(sandbox), size=args.warm_kernels)
 

@@ -2,7 +2,8 @@
 
 Each gradio_client.Client is its own chat; a chat takes a kernel slot when its kernel starts. Past
 --max-sessions (in total) or --max-sessions-per-client (all clients here share 127.0.0.1), a new chat is
-refused with a message that says so, and the slot comes back when the idle reaper shuts a kernel down.
+refused with a message that says so, and the slot comes back when the idle reaper shuts a kernel down. The
+warm pool's kernels count against the total too (the interpreter's own cap, set from --max-sessions).
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ def test_max_sessions_refuses_a_chat_past_the_total_and_frees_slots_of_idle_kern
         "--max-sessions-per-client",
         "5",
         "--warm-kernels",
-        "0",
+        "1",
         "--idle-timeout",
-        "4",
+        "20",  # longer than a kernel start on a busy machine, so the first is not reaped before the third asks
     )
     first, second, third = client_of(app), client_of(app), client_of(app)
     for client in (first, second):
@@ -46,8 +47,12 @@ def test_max_sessions_refuses_a_chat_past_the_total_and_frees_slots_of_idle_kern
     with pytest.raises(Exception, match="server is full") as refused:
         third.predict("run: print(1)", api_name="/chat")
     assert "--max-sessions" in str(refused.value)
+    # The warm pool counts too: it may not boot a third kernel while two chats hold theirs.
+    time.sleep(2)
+    kernels = [d for d in app.session_dirs() if d.is_dir()]  # a session's folder (not its quota image)
+    assert len(kernels) <= 2, kernels
     # The two kernels go idle and the reaper shuts them down: their slots are free again.
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while "kernel shut down after being idle" not in app.log() and time.monotonic() < deadline:
         time.sleep(0.5)
     reply = third.predict("run: print(6*7)", api_name="/chat")
