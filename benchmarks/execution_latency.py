@@ -1,23 +1,29 @@
-"""Latency from the closing <API_RUN_STOP> in the model's stream to the execution's first output on screen.
+"""Latency from the closing <API_RUN_STOP> in the model's stream to the execution's first output: through
+the loop alone, and on screen in the chat app.
 
-`python -m benchmarks.execution_latency [--runs 10] [--sandbox local] [--model PATH]`
+`python -m benchmarks.execution_latency [--runs 10] [--sandbox local] [--model PATH] [--loop-only]`
 
-The chat app runs in this process on the tiny trained model (tests/fixtures/tiny_models.py), with its
-kernels in a real sandbox; headless Chromium (Debian's, through playwright) shows the page. The model is
-asked "print", to which it answers with a block running print(6*7). Clocks, all on this machine's wall
-clock:
+1. Loop only (no model, no UI). A backend of the loop's interface streams a fixed reply ending in a
+   block running print(6*7); the loop runs it in a real sandboxed session. Measured: from the backend
+   handing on the chunk that completes <API_RUN_STOP> to the consumer receiving the first OutputChunk.
+   Baseline, interleaved in the same session: a bare `Session.run_block("python", "print(6*7)")` from
+   call to first output callback. Goal: the loop adds at most 3 ms (median difference).
+2. The page. The chat app runs in this process on the tiny trained model (tests/fixtures/tiny_models.py),
+   with its kernels in a real sandbox; headless Chromium (Debian's, through playwright) shows the page.
+   The model is asked "print", to which it answers with a block running print(6*7). Clocks, all on this
+   machine's wall clock:
 
-- t_stop:    the backend hands the chunk that completes <API_RUN_STOP> to the loop (a wrapper records it);
-- t_started: the loop yields ExecutionStarted (block detected, handed to the session);
-- t_chunk:   the loop yields the first OutputChunk (the kernel's "42" came back);
-- t_dom:     the browser's DOM first shows the output (a MutationObserver, performance.timeOrigin + now());
-- t_paint:   the next animation frame after that (the output is painted).
+   - t_stop:    the backend hands the chunk that completes <API_RUN_STOP> to the loop (a wrapper records it);
+   - t_started: the loop yields ExecutionStarted (the loop announces it with its first output, see loop.py);
+   - t_chunk:   the loop yields the first OutputChunk (the kernel's "42" came back);
+   - t_dom:     the browser's DOM first shows the output (a MutationObserver, performance.timeOrigin + now());
+   - t_paint:   the next animation frame after that (the output is painted).
 
-The goal is t_dom - t_stop - (the code's own run time) <= 50 ms. print(6*7) reaches its print in well under
-a microsecond, so its own run time is taken as 0; the kernel's whole execution time (duration_s, which
-includes the kernel's messaging) is printed beside it. Baseline, same run, same sandbox: a bare
-`Session.run_block("python", "print(6*7)")` from call to first output callback, i.e. what the kernel
-alone costs; the app's own share is the difference.
+   Goal: t_dom - t_stop <= 25 ms (print(6*7)'s own run time is well under a microsecond, taken as 0; the
+   kernel's whole execution time, duration_s, is printed beside it). Baseline, same run, same sandbox:
+   the bare kernel's call -> first output, as above; the app's own share is the difference.
+
+Timings on a machine shared with other jobs are noisy: compare the loop with its baseline of the same run.
 
 What it deliberately does not measure: generation speed (see benchmarks.loop_overhead) or kernel start.
 """
@@ -34,7 +40,8 @@ from pathlib import Path
 
 from tests.fixtures.browser import CHROMIUM, CHROMIUM_FLAGS
 
-GOAL_MS = 50.0
+GOAL_MS = 25.0  # RUN_STOP -> output in the page
+LOOP_GOAL_MS = 3.0  # what the loop may add over the bare kernel to the first output
 
 
 # Records when the output line "42" first appears in an execution message, and the frame after.
@@ -146,12 +153,9 @@ class _ScriptedReplies:
         reply = self.replies[self.calls % len(self.replies)]
         self.calls += 1
         for i in range(0, len(reply), self.chunk):
-            piece = reply[i : i + self.chunk]
-            if self.token in reply[max(0, i - len(self.token)) : i + self.chunk] and reply[
-                : i + self.chunk
-            ].endswith(self.token):
-                self.stop_times.append(time.perf_counter())
-            yield piece
+            if self.token in reply[: i + self.chunk] and self.token not in reply[:i]:
+                self.stop_times.append(time.perf_counter())  # this chunk completes RUN_STOP
+            yield reply[i : i + self.chunk]
 
 
 def loop_and_bare_kernel_latency(sandbox_name: str, runs: int) -> tuple[list[float], list[float]]:
@@ -208,7 +212,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--model", default=None, help="model folder (default: the tiny test model, built if needed)"
     )
+    parser.add_argument(
+        "--loop-only", action="store_true", help="measure the loop against the bare kernel only (no browser)"
+    )
     args = parser.parse_args(argv)
+
+    loop_ms, bare_ms = loop_and_bare_kernel_latency(args.sandbox, max(args.runs, 20))
+    loop_share = statistics.median(loop_ms) - statistics.median(bare_ms)
+    print(f"\nloop only, {len(loop_ms)} runs, sandbox {args.sandbox} (ms)")
+    print(f"  RUN_STOP -> first OutputChunk (loop)       {_stats(loop_ms)}")
+    print(f"  baseline: bare kernel, call -> first output {_stats(bare_ms)}")
+    verdict = "meets" if loop_share <= LOOP_GOAL_MS else "MISSES"
+    print(
+        f"  the loop adds {loop_share:.2f} ms over the bare kernel (median difference; ratio "
+        f"{statistics.median(loop_ms) / statistics.median(bare_ms):.2f}); goal <= {LOOP_GOAL_MS:.0f} ms "
+        f"({verdict} the goal)"
+    )
+    if args.loop_only:
+        return 0
     if not Path(CHROMIUM).exists():
         print(f"error: Debian's Chromium is needed at {CHROMIUM} (apt-get install chromium)", file=sys.stderr)
         return 1
