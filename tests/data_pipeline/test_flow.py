@@ -12,6 +12,7 @@ import pytest
 from data_pipeline.cli import main
 from interpreter.dialogue import read_dialogues
 from interpreter.protocol import RUN_START, RUN_STOP
+from tests.conftest import require
 from tests.data_pipeline.conftest import ALL_SCENARIOS, generate_args, read_records, write_seeds
 from tests.fixtures.openai_server import Failure
 
@@ -200,3 +201,31 @@ def test_stats_table_and_plots(run, capsys):
     for png in ("attempts.png", "error_types.png"):
         data = (run["out"] / png).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 1000
+
+
+def test_package_installs_run_through_the_installer(tmp_path, teacher, local_sandbox_ok):
+    import socket
+
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=5).close()
+        reachable = True
+    except OSError:
+        reachable = False
+    require(reachable, "PyPI (pypi.org:443) is not reachable from this machine")
+    seeds = write_seeds(tmp_path / "seeds.jsonl", ("install",))
+    assert main(generate_args(seeds, tmp_path / "out", teacher, "--no-decontamination")) == 0
+    (record,) = read_records(tmp_path / "out" / "dialogues.jsonl")
+    runs = record["messages"][2]["runs"]
+    assert [r["language"] for r in runs] == ["sh", "python"] and all(r["status"] == "ok" for r in runs)
+    assert record["meta"]["packages_installed"] == ["tomli==2.0.1"]
+    assert main(["stats", str(tmp_path / "out"), "--json"]) == 0
+
+
+def test_push_to_hub_without_the_hub_is_one_line_and_keeps_the_data(run):
+    from data_pipeline.hub import push_to_hub
+
+    before = (run["out"] / "dialogues.jsonl").read_bytes()
+    with pytest.raises(ValueError) as info:
+        push_to_hub(run["out"], "someone/aiev-test")  # the tests run with HF_HUB_OFFLINE=1
+    assert "could not push" in str(info.value) and "\n" not in str(info.value)
+    assert (run["out"] / "dialogues.jsonl").read_bytes() == before
