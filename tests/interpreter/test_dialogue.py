@@ -275,3 +275,19 @@ def test_torn_last_record_is_ignored_and_resumed(tmp_path):
     with DialogueWriter(path) as writer:
         writer.append(Dialogue("b", []))
     assert [d.id for d in read_dialogues(path)] == ["a", "b"]
+
+
+def test_dialogue_and_protocol_are_leaves_without_the_kernel():
+    # Training and the pipeline import these to read and render dialogues; they must not pull in the
+    # kernel's wire, zmq, the sandboxes or a model backend (DESIGN.md's import rules).
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, interpreter.dialogue, interpreter.protocol, interpreter.jsonl, interpreter.results\n"
+        "bad = [m for m in sys.modules if m in ('interpreter.kernel', 'interpreter.session', 'zmq', 'llm')"
+        " or m.startswith(('interpreter.sandboxes', 'llm.', 'app'))]\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
