@@ -14,7 +14,12 @@ What it guarantees per `execute`:
 - `input()` fails at once with a clear message (no stdin channel is offered);
 - output is capped per stream: the head and the tail are kept, the middle dropped and counted. The kernel
   itself stops forwarding a cell's output beyond twice the cap (keeping the tail for the end of the cell),
-  so a print loop costs neither the host nor the kernel memory.
+  so a print loop costs neither the host nor the kernel memory;
+- the code holds the connection key and can send anything on the kernel's sockets, so the host bounds what
+  it takes: finite receive queues (RECEIVE_HWM messages of at most MAX_MESSAGE_BYTES each, also while no
+  execution runs), and a byte budget per execution (`max_execution_bytes`); past the budget, or when a
+  message over the size limit cut the output channel, the kernel is killed and restarted and the result
+  says so (status "error", state lost).
 
 What it deliberately does not do: choose or build the sandbox (see `interpreter.sandboxes`), run shell
 blocks (see `interpreter.session`), or keep kernels warm (see `interpreter.pool`).

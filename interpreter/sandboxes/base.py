@@ -13,6 +13,9 @@ Layout of one session on the host (made by `SessionDirs.create`), and where each
     (the package installer alone sees a host folder of downloaded wheels at /wheels, read-only, and
     neither /work nor /ipc)
 
+With a disk quota (`Limits.disk_mb`, as root) <session-id> is a filesystem of that size of its own, and
+ipc a tiny tmpfs on it; see `interpreter.sandboxes.disk`.
+
 What this module deliberately does not do: pick a sandbox (see `interpreter.sandboxes.select`) or
 install packages (see `interpreter.packages`).
 """

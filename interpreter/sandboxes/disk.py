@@ -41,6 +41,8 @@ COMMAND_TIMEOUT_S = 30
 
 _warned = False
 _warn_lock = threading.Lock()
+# Set when making a quota failed once (say, no loop devices in a container): later sessions skip the attempt.
+_failed: str | None = None
 
 
 class QuotaUnavailable(RuntimeError):
@@ -73,6 +75,8 @@ def _run(argv: list[str]) -> None:
 
 def available() -> str | None:
     """None when quotas can be made here, else why not (one line)."""
+    if _failed is not None:
+        return _failed
     if os.geteuid() != 0:
         return "not running as root"
     for tool in ("mkfs.ext4", "mount", "umount"):
@@ -83,6 +87,7 @@ def available() -> str | None:
 
 def mount_quota(root: Path, disk_mb: int) -> bool:
     """Put a `disk_mb` filesystem on the (new, empty) folder `root`; False (and a warning) where impossible."""
+    global _failed
     reason = available()
     if reason is not None:
         _warn_once(reason)
@@ -113,7 +118,8 @@ def mount_quota(root: Path, disk_mb: int) -> bool:
     except (OSError, subprocess.SubprocessError, QuotaUnavailable) as exc:
         with contextlib.suppress(OSError):
             image.unlink()
-        _warn_once(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        _failed = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        _warn_once(_failed)
         return False
     with contextlib.suppress(OSError):
         (root / "lost+found").rmdir()

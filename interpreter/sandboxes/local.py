@@ -28,8 +28,11 @@ same namespaces (a thinner jail: the host's filesystem stays visible read-only e
 System calls: a seccomp filter (see `seccomp.py`) refuses keyrings, new namespaces, mount, ptrace, bpf and
 similar calls that sandboxed code has no use for; everything else is the host kernel's normal surface.
 
+The session's folders carry a disk quota where the host allows it (a filesystem per session, see
+`disk.py`); this module only binds them.
+
 What it deliberately does not cover: an allow-list of system calls, a seccomp filter in the unshare
-fallback, disk quotas for /work (only the per-file size limit), and GPU access.
+fallback, and GPU access.
 """
 
 from __future__ import annotations
