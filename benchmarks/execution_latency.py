@@ -270,7 +270,10 @@ def main(argv: list[str] | None = None) -> int:
             for run in range(args.runs + 1):
                 print(f"run {run}/{args.runs}{' (warm-up)' if run == 0 else ''}", file=sys.stderr, flush=True)
                 page.click("#clear")
-                page.wait_for_function("() => document.querySelectorAll('#chatbot .thought').length === 0")
+                # Clear restarts the kernel before the page empties: give a loaded machine time for it.
+                page.wait_for_function(
+                    "() => document.querySelectorAll('#chatbot .thought').length === 0", timeout=180_000
+                )
                 page.evaluate(WATCH_OUTPUT)
                 n_stop, n_chunk = len(backend.times), len(loop_clock.first_chunk)
                 page.fill("#prompt textarea", "print")
