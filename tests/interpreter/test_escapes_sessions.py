@@ -120,3 +120,40 @@ def test_the_warm_pool_counts_against_the_cap(tmp_path, cap):
             session.close()
     finally:
         pool.close()
+
+
+def test_without_the_tools_for_a_quota_sessions_get_plain_folders_and_a_warning(
+    tmp_path, monkeypatch, capsys
+):
+    from interpreter.sandboxes import disk
+    from interpreter.sandboxes.base import SessionDirs
+
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))  # no mkfs.ext4, no mount
+    monkeypatch.setattr(disk, "_warned", False)
+    dirs = SessionDirs.create(tmp_path / "base", disk_mb=64)
+    try:
+        assert not dirs.quota
+        assert dirs.work.is_dir() and dirs.pkgs.is_dir() and dirs.ipc.is_dir()
+        assert not os.path.ismount(dirs.root)
+        warning = capsys.readouterr().err
+        assert "no disk quota for sessions" in warning and "per-file size limit" in warning
+    finally:
+        dirs.remove()
+    assert not dirs.root.exists()
+
+
+def test_with_root_a_session_folder_is_a_filesystem_of_the_quota_size(tmp_path):
+    from interpreter.sandboxes import disk
+    from interpreter.sandboxes.base import SessionDirs
+
+    require(disk.available() is None, f"no quota here: {disk.available()}")
+    dirs = SessionDirs.create(tmp_path / "base", disk_mb=64)
+    try:
+        assert dirs.quota and os.path.ismount(dirs.root) and os.path.ismount(dirs.ipc)
+        total = os.statvfs(dirs.work)
+        assert 50 * 2**20 < total.f_blocks * total.f_frsize <= 64 * 2**20
+        assert stat.S_IMODE(dirs.work.stat().st_mode) == 0o770
+    finally:
+        dirs.remove()
+    assert not dirs.root.exists() and not (tmp_path / "base" / (dirs.root.name + ".disk")).exists()
+    assert not os.path.ismount(dirs.root)
