@@ -1,10 +1,10 @@
 """`python -m data_pipeline generate`: seeds in, execution-verified dialogues out, resumable and concurrent.
 
-Order of work, so bad input fails in one line before anything is paid for:
-  1. seeds (file, folder, hub id or a source tree), prompts, prices, shard and run-folder identity;
-  2. the teacher: the OpenAI-compatible server is asked for its model list (an unreachable server, a wrong
-     key or an unknown model is one line), or the local model is loaded;
-  3. the sandbox (its availability checked) and the decontamination references;
+Order of work, so bad input fails in one line before anything is paid for or written:
+  1. seeds (file, folder, hub id or a source tree), prompts, prices, shard;
+  2. the sandbox (its availability checked) and the decontamination references;
+  3. the teacher: the OpenAI-compatible server is asked for its model list (an unreachable server, a wrong
+     key or an unknown model is one line), or the local model is loaded; then the run folder's identity;
   4. then items run: `--concurrency` at a time through the one concurrent runner (interpreter.batch), model
      calls bounded by `--max-model-calls` and sandbox executions by `--max-executions`, each item with a
      fresh kernel from the warm pool; results are written in seed order as they complete.
@@ -222,26 +222,7 @@ def generate(args) -> int:
     if not seed_list:
         raise SetupError("no seeds: the seed source holds no non-empty seed")
 
-    # 2. The teacher (and the programmer when it is another model): reached before anything is paid.
-    try:
-        teacher = build_backend(args, "teacher")
-        programmer_backend = teacher if args.programmer_backend is None else build_backend(args, "programmer")
-    except BackendError as exc:
-        raise SetupError(str(exc)) from None
-    questioner_model = model_name(teacher, args.teacher_model or "teacher")
-    programmer_model = model_name(programmer_backend, args.programmer_model or questioner_model)
-    if args.max_cost is not None:
-        for name in {questioner_model, programmer_model}:
-            if not prices.knows(name) and args.programmer_backend != "hf":
-                raise SetupError(
-                    f"--max-cost needs a price for {name!r}: add it to {prices.source} or pass --prices FILE"
-                )
-
-    identity = run_identity(args, questioner_model, programmer_model, prompts)
-    folder = RunFolder(args.out)
-    folder.claim(identity)
-
-    # 3. Sandbox and decontamination references.
+    # 2. Sandbox and decontamination references (local, free).
     limits = Limits(memory_mb=args.memory_mb) if args.memory_mb else Limits()
     try:
         sandbox = make_sandbox(args.sandbox, limits)
@@ -255,6 +236,26 @@ def generate(args) -> int:
             decontaminator = Decontaminator(args.mbpp_plus_file, args.ds1000_file)
         except DecontaminationError as exc:
             raise SetupError(str(exc)) from None
+
+    # 3. The teacher (and the programmer when it is another model): reached before anything is paid.
+    try:
+        teacher = build_backend(args, "teacher")
+        programmer_backend = teacher if args.programmer_backend is None else build_backend(args, "programmer")
+    except BackendError as exc:
+        raise SetupError(str(exc)) from None
+    questioner_model = model_name(teacher, args.teacher_model or "teacher")
+    programmer_model = model_name(programmer_backend, args.programmer_model or questioner_model)
+    if args.max_cost is not None:
+        paid = {questioner_model} | ({programmer_model} if args.programmer_backend != "hf" else set())
+        for name in sorted(paid):
+            if not prices.knows(name):
+                raise SetupError(
+                    f"--max-cost needs a price for {name!r}: add it to {prices.source} or pass --prices FILE"
+                )
+
+    identity = run_identity(args, questioner_model, programmer_model, prompts)
+    folder = RunFolder(args.out)
+    folder.claim(identity)  # the first thing written, once every check has passed
 
     # The items of this run: every seed's id under this configuration, this shard only, first --limit.
     jobs, seen = [], set()

@@ -91,6 +91,22 @@ def _start_slurm() -> None:
     require(result.returncode == 0, f"single-node SLURM could not start: {result.stderr.strip()[-500:]}")
 
 
+FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED")
+
+
+def wait_for_job(job_id: str, timeout_s: float) -> list[str]:
+    """The final states of the job's array tasks (polled with scontrol: `sbatch --wait` sleeps up to 30 s)."""
+    deadline = time.monotonic() + timeout_s
+    states: list[str] = []
+    while time.monotonic() < deadline:
+        shown = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True)
+        states = [field.split("=", 1)[1] for field in shown.stdout.split() if field.startswith("JobState=")]
+        if len(states) == 2 and all(state in FINAL_STATES for state in states):
+            return sorted(states)
+        time.sleep(0.5)
+    raise AssertionError(f"SLURM job {job_id} did not finish in {timeout_s} s (states: {states})")
+
+
 def test_slurm_array_of_two_shards(tmp_path, unsharded):
     """A real 2-task SLURM array against the scripted teacher (served by a separate process)."""
     _start_slurm()
@@ -122,7 +138,7 @@ def test_slurm_array_of_two_shards(tmp_path, unsharded):
         submitted = subprocess.run(
             [
                 "sbatch",
-                "--wait",
+                "--parsable",
                 "--array=0-1",
                 f"--output={tmp_path}/task-%a.log",
                 str(ROOT / "data_pipeline" / "slurm" / "generate_array.sbatch"),
@@ -133,10 +149,12 @@ def test_slurm_array_of_two_shards(tmp_path, unsharded):
             env={**os.environ, "PYTHON": sys.executable},
             capture_output=True,
             text=True,
-            timeout=600,
+            timeout=60,
         )
+        assert submitted.returncode == 0, submitted.stderr
+        states = wait_for_job(submitted.stdout.strip().split(";")[0], timeout_s=600)
         logs = "\n".join(p.read_text()[-1500:] for p in sorted(tmp_path.glob("task-*.log")))
-        assert submitted.returncode == 0, f"{submitted.stderr}\n{logs}"
+        assert states == ["COMPLETED", "COMPLETED"], f"{states}\n{logs}"
     finally:
         server.kill()
         server.wait()
