@@ -52,3 +52,4 @@ bench: setup-dev system-test sandbox-image
 	$(PY) -m benchmarks.loop_overhead
 	$(PY) -m benchmarks.execution_latency
 	$(PY) -m benchmarks.evaluation_speed
+	$(PY) -m benchmarks.pipeline_throughput
