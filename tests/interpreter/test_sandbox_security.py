@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from interpreter.kernel import STATUS_MEMORY, STATUS_OK, STATUS_TIMEOUT
+from interpreter.sandboxes.docker_api import DockerAPI
 from tests.conftest import require
 from tests.interpreter.conftest import TEST_LIMITS, new_session
 
@@ -34,15 +34,21 @@ def run_json(session, code: str, timeout_s: float = 30):
 
 
 class _Server:
-    """A TCP or UDP server on the host that records every contact."""
+    """A TCP or UDP server on the host that records the peer address of every contact.
+
+    `settle()` replaces sleeping before reading what arrived: the host makes one more contact (a marker) and
+    waits, with a deadline, until the server has recorded it. Loopback keeps contacts in order (one accept
+    queue, one receive queue), so whatever the sandbox sent before the marker has been recorded by then.
+    """
 
     def __init__(self, family: int, host: str, kind: int = socket.SOCK_STREAM) -> None:
+        self.family, self.host, self.kind = family, host, kind
         self.sock = socket.socket(family, kind)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, 0))
         self.port = self.sock.getsockname()[1]
-        self.contacts = 0
-        self.kind = kind
+        self.peers: list = []
+        self._seen = threading.Condition()
         if kind == socket.SOCK_STREAM:
             self.sock.listen(16)
         self.sock.settimeout(0.2)
@@ -54,13 +60,44 @@ class _Server:
         while not self._stop:
             try:
                 if self.kind == socket.SOCK_STREAM:
-                    conn, _ = self.sock.accept()
+                    conn, peer = self.sock.accept()
                     conn.close()
                 else:
-                    self.sock.recvfrom(4096)
-                self.contacts += 1
+                    _, peer = self.sock.recvfrom(4096)
             except (TimeoutError, OSError):
                 continue
+            with self._seen:
+                self.peers.append(peer[:2])
+                self._seen.notify_all()
+
+    @property
+    def contacts(self) -> int:
+        return len(self.peers)
+
+    def contact_from_host(self, timeout_s: float = 10.0) -> tuple:
+        """Make one contact from the host and wait until the server recorded it; its peer address."""
+        client = socket.socket(self.family, self.kind)
+        try:
+            client.settimeout(timeout_s)
+            local = "::1" if self.family == socket.AF_INET6 else "127.0.0.1"
+            if self.kind == socket.SOCK_STREAM:
+                client.connect((local, self.port))
+            else:
+                client.bind((local, 0))
+                client.sendto(b"marker", (local, self.port))
+            me = client.getsockname()[:2]
+            with self._seen:
+                arrived = self._seen.wait_for(lambda: me in self.peers, timeout=timeout_s)
+            assert arrived, f"premise: the host's own contact did not reach the server within {timeout_s} s"
+            return me
+        finally:
+            client.close()
+
+    def settle(self) -> list:
+        """Every contact recorded before a fresh marker from the host arrived (the marker excluded)."""
+        marker = self.contact_from_host()
+        with self._seen:
+            return self.peers[: self.peers.index(marker)]
 
     def close(self) -> None:
         self._stop = True
@@ -101,6 +138,7 @@ print(json.dumps(results))
 def test_network_dns_is_blocked(shared_session):
     udp = _Server(socket.AF_INET, "127.0.0.1", socket.SOCK_DGRAM)
     try:
+        udp.contact_from_host()  # premise: a datagram from the host is received and recorded
         code = (
             "import json, socket\nout = {}\n"
             "try:\n    socket.getaddrinfo('pypi.org', 443)\n    out['dns'] = 'resolved'\n"
@@ -111,10 +149,13 @@ def test_network_dns_is_blocked(shared_session):
             "except OSError as e:\n    out['udp'] = type(e).__name__\n"
             "print(json.dumps(out))"
         )
+        before = udp.contacts
         result = run_json(shared_session, code)
-        time.sleep(0.3)
-        assert result["dns"] != "resolved"
-        assert udp.contacts == 0, "a datagram from the sandbox reached the host's loopback"
+        assert result["dns"] != "resolved", result
+        # The attempt was made: either the sandbox's own (empty) network took the datagram, or it refused.
+        assert result["udp"] == "sent" or result["udp"].endswith("Error"), result
+        arrived = udp.settle()[before:]
+        assert arrived == [], f"a datagram from the sandbox reached the host's loopback: {arrived} ({result})"
     finally:
         udp.close()
 
@@ -122,17 +163,14 @@ def test_network_dns_is_blocked(shared_session):
 def test_network_tcp_to_host_services_is_blocked(shared_session):
     server = _Server(socket.AF_INET, "0.0.0.0")
     try:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=2):
-            pass  # premise: the server answers on the host
-        time.sleep(0.3)
+        server.contact_from_host()  # premise: the server answers on the host
         before = server.contacts
-        assert before == 1
         targets = [(socket.AF_INET, ip, server.port) for ip in _host_ipv4_addresses()]
         code = f"TARGETS = {[(int(f), h, p) for f, h, p in targets]!r}\n" + CONNECT_CODE
         result = run_json(shared_session, code)
-        time.sleep(0.3)
         assert "connected" not in result.values(), result
-        assert server.contacts == before
+        assert set(result) == {f"{h}:{p}" for _, h, p in targets}, result  # every address was tried
+        assert server.settle()[before:] == []
     finally:
         server.close()
 
@@ -143,11 +181,12 @@ def test_network_ipv6_loopback_is_blocked(shared_session):
     except OSError as exc:
         require(False, f"host has no IPv6 loopback to test against: {exc}")
     try:
+        server.contact_from_host()  # premise: the server answers on the host's IPv6 loopback
+        before = server.contacts
         code = f"TARGETS = [({int(socket.AF_INET6)}, '::1', {server.port})]\n" + CONNECT_CODE
         result = run_json(shared_session, code)
-        time.sleep(0.3)
-        assert "connected" not in result.values(), result
-        assert server.contacts == 0
+        assert list(result) == [f"::1:{server.port}"] and "connected" not in result.values(), result
+        assert server.settle()[before:] == []
     finally:
         server.close()
 
@@ -235,13 +274,18 @@ def test_fork_bomb_is_contained_and_the_host_stays_responsive(fresh_session):
         )
         outcome["result"] = fresh_session.run(code, timeout_s=30)
 
+    def true_latency() -> float:
+        started = time.monotonic()
+        subprocess.run(["/bin/true"], check=True)  # raises if the host cannot fork any more
+        return time.monotonic() - started
+
+    # The host's own pace right now (the machine is shared and may be busy), as the yardstick.
+    baseline = sorted(true_latency() for _ in range(10))[5]
     thread = threading.Thread(target=bomb)
     thread.start()
     latencies = []
     while thread.is_alive():
-        started = time.monotonic()
-        subprocess.run(["/bin/true"], check=True)
-        latencies.append(time.monotonic() - started)
+        latencies.append(true_latency())
         time.sleep(0.1)
     thread.join()
     result = outcome["result"]
@@ -249,7 +293,13 @@ def test_fork_bomb_is_contained_and_the_host_stays_responsive(fresh_session):
     processes = json.loads(result.stdout.strip().splitlines()[-1])
     assert processes <= TEST_LIMITS.max_processes + 2
     assert processes >= TEST_LIMITS.max_processes // 2  # premise: the bomb did go off
-    assert max(latencies) < 2.0, f"host stalled: {max(latencies):.2f} s to run /bin/true"
+    # Generous against the baseline: an uncontained bomb makes forks fail (above) or take seconds each. The
+    # tight number is measured by `python -m benchmarks.fork_bomb_latency`.
+    during = sorted(latencies)[len(latencies) // 2]
+    assert during < max(20 * baseline, 0.5), (
+        f"host slowed: /bin/true {during:.3f} s vs {baseline:.3f} s before"
+    )
+    assert max(latencies) < max(100 * baseline, 5.0), f"host stalled: {max(latencies):.2f} s to run /bin/true"
     assert len(latencies) > 10
 
 
@@ -320,19 +370,17 @@ def test_closing_a_session_leaves_no_processes_containers_or_folders(sandbox_nam
         time.sleep(0.05)
     assert len(_processes_with(marker)) == 3  # premise: the host sees them
     root = session.dirs.root
+    if sandbox_name == "docker":  # premise: the engine lists the session's container under this label
+        assert len(DockerAPI().list_containers(f"autocoder.session={root.name}")) == 1
     session.close()
     deadline = time.monotonic() + 10
     while _processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _processes_with(marker) == []
     assert not root.exists()
-    if sandbox_name == "docker" and shutil.which("docker"):
-        listed = subprocess.run(
-            ["docker", "ps", "-aq", "--filter", f"label=autocoder.session={root.name}"],
-            capture_output=True,
-            text=True,
-        )
-        assert listed.stdout.strip() == ""
+    if sandbox_name == "docker":
+        # Through the engine's API (no CLI needed, so this check cannot quietly drop out).
+        assert DockerAPI().list_containers(f"autocoder.session={root.name}") == []
 
 
 def test_links_planted_in_the_ipc_folder_are_never_followed_by_the_host(fresh_session, tmp_path):
