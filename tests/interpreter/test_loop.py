@@ -229,7 +229,7 @@ def test_cancel_mid_execution_stops_quickly_and_keeps_the_session(backend, sessi
     for event in run_loop(backend, ask("sleep"), session, config(), cancel=cancel):
         events.append(event)
         if isinstance(event, ExecutionStarted):
-            # Cancel from another thread while the consumer is not pulling: the relay interrupts at once.
+            # Cancel from another thread while the consumer is not pulling: the Cancel interrupts at once.
             threading.Timer(0.5, cancel.set).start()
             time.sleep(1.0)
             cancelled_at = time.monotonic() - 0.5
