@@ -95,10 +95,12 @@ class Progress:
 def load_seed_list(args) -> list:
     from data_pipeline import seeds
 
+    # Without --shard the first --limit seeds are the items: stop reading there (a source tree is big).
+    limit = args.limit if not args.shard else None
     try:
         if args.seeds is not None:
-            return seeds.load_seeds(args.seeds, args.seed_field)
-        return seeds.seeds_from_source(args.seeds_from_source or None)
+            return seeds.load_seeds(args.seeds, args.seed_field, limit=limit)
+        return seeds.seeds_from_source(args.seeds_from_source or None, limit=limit)
     except seeds.SeedError as exc:
         raise SetupError(str(exc)) from None
 

@@ -229,3 +229,27 @@ def test_push_to_hub_without_the_hub_is_one_line_and_keeps_the_data(run):
         push_to_hub(run["out"], "someone/aiev-test")  # the tests run with HF_HUB_OFFLINE=1
     assert "could not push" in str(info.value) and "\n" not in str(info.value)
     assert (run["out"] / "dialogues.jsonl").read_bytes() == before
+
+
+def test_seeds_cut_from_a_source_tree_keep_path_and_licence(tmp_path, teacher, local_sandbox_ok):
+    tree = tmp_path / "project"
+    (tree / "pkg").mkdir(parents=True)
+    (tree / "LICENSE").write_text(
+        "MIT License\n\nPermission is hereby granted, free of charge, to any person ...\n"
+    )
+    (tree / "pkg" / "mathutil.py").write_text(
+        "def clamp(value, low, high):\n    '''Keep value within [low, high].'''\n    return max(low, min(high, value))\n"
+    )
+    args = generate_args(
+        tmp_path / "unused", tmp_path / "out", teacher, "--limit", "1", "--no-decontamination"
+    )
+    at = args.index("--seeds")
+    args[at : at + 2] = ["--seeds-from-source", str(tree)]
+    assert main(args) == 0
+    records = read_records(tmp_path / "out" / "dialogues.jsonl") + read_records(
+        tmp_path / "out" / "rejected.jsonl"
+    )
+    (record,) = records
+    seed = record["meta"]["seed"]
+    assert "pkg/mathutil.py" in seed["source"] and seed["licence"] == "MIT"
+    assert "clamp" in record["messages"][0]["content"]
