@@ -345,10 +345,11 @@ def _installer_env() -> dict[str, str]:
     return {"PIP_NO_CACHE_DIR": "1", "PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
 
 
-def _download_env() -> dict[str, str]:
-    """The host's environment (proxies, an operator's pip configuration or PIP_INDEX_URL): trusted."""
+def _download_env(scratch: Path) -> dict[str, str]:
+    """The host's environment (proxies, an operator's pip configuration or PIP_INDEX_URL): trusted. pip's
+    own temp files go to `scratch`, inside the bounded folder (a wheel is fetched there before it lands)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    env.update(PIP_NO_INPUT="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    env.update(PIP_NO_INPUT="1", PIP_DISABLE_PIP_VERSION_CHECK="1", TMPDIR=str(scratch))
     if "PIP_CERT" not in env and os.path.isfile(HOST_CA_BUNDLE):
         env["PIP_CERT"] = HOST_CA_BUNDLE  # trust what the host trusts (TLS-intercepting proxies)
     return env
@@ -356,9 +357,10 @@ def _download_env() -> dict[str, str]:
 
 def _folder_bytes(folder: Path) -> int:
     total = 0
-    for entry in os.scandir(folder):
-        with contextlib.suppress(OSError):
-            total += entry.stat(follow_symlinks=False).st_size
+    for parent, _, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(parent, name)).st_blocks * 512
     return total
 
 
@@ -370,17 +372,22 @@ class _Download:
 
 
 def download_wheels(
-    command: ShCommand, sandbox: Sandbox, dest: Path, timeout_s: float, max_bytes: int
+    command: ShCommand, sandbox: Sandbox, folder: Path, timeout_s: float, max_bytes: int
 ) -> _Download:
-    """The trusted network step: `pip download` of wheels only into `dest`, run on the host (see the module
-    docstring). Never reads a session folder; `dest` is a fresh folder of its own and its working folder."""
+    """The trusted network step: `pip download` of wheels only into `folder`/wheels, run on the host (see
+    the module docstring). Never reads a session folder: `folder` is a fresh folder of its own, its working
+    folder and (with pip's temp files and no cache) all it writes, stopped past `max_bytes`."""
+    dest, scratch = folder / "wheels", folder / "tmp"
+    dest.mkdir()
+    scratch.mkdir()
     target = sandbox.wheel_target()
     argv = [sys.executable, "-I", "-m", "pip", "download", "--dest", str(dest), "--only-binary=:all:"]
-    argv += _PIP_QUIET_ARGS + (target.pip_args() if target is not None else []) + command.download_args
+    argv += ["--no-cache-dir", *_PIP_QUIET_ARGS]
+    argv += (target.pip_args() if target is not None else []) + command.download_args
     proc = subprocess.Popen(
         argv,
-        cwd=dest,
-        env=_download_env(),
+        cwd=folder,
+        env=_download_env(scratch),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -398,7 +405,7 @@ def download_wheels(
     deadline = time.monotonic() + timeout_s
     problem = ""
     while proc.poll() is None:
-        if _folder_bytes(dest) > max_bytes:
+        if _folder_bytes(folder) > max_bytes:
             problem = f"the download grew over {max_bytes // (1024 * 1024)} MB and was stopped"
         elif time.monotonic() > deadline:
             problem = f"the download timed out after {timeout_s:.0f} s"
@@ -431,18 +438,21 @@ def _install(
             if "No matching distribution found" in got.output:
                 problem += "; only packages with binary wheels can be installed here"
             return failed, problem
-        names = os.listdir(folder)
+        wheels = folder / "wheels"
+        names = os.listdir(wheels)
         if any(not name.endswith(".whl") for name in names):
             return (
                 failed,
                 f"`{command.line}`: the download held files other than wheels; nothing was installed",
             )
-        # The installer runs as the sandbox user: it must read the folder (which holds only public wheels).
-        folder.chmod(0o755)
+        # The installer runs as the sandbox user: it must read the folder (which holds only public wheels;
+        # the `none` sandbox's installer also walks the host path to it).
+        folder.chmod(0o711)
+        wheels.chmod(0o755)
         for name in names:
-            (folder / name).chmod(0o644)
+            (wheels / name).chmod(0o644)
         result = sandbox.run_command(
-            command.argv, dirs, max(1.0, budget - spent), env=_installer_env(), wheels=folder
+            command.argv, dirs, max(1.0, budget - spent), env=_installer_env(), wheels=wheels
         )
         quiet = "--quiet" in command.argv or "-qq" in command.argv
         if got.output and not quiet:

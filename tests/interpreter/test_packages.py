@@ -4,6 +4,7 @@ nothing, and real pip installs into a session that its network-less kernel then 
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -283,3 +284,27 @@ def test_long_output_is_truncated(session):
     assert result.status == STATUS_OK
     assert result.dropped_chars > 80_000
     assert "characters of output dropped" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.local_sandbox
+def test_the_host_download_is_bounded_and_leaves_nothing_behind(tmp_path):
+    require(_pypi_reachable(), "PyPI (pypi.org:443) is not reachable from this machine")
+    import tempfile
+
+    from interpreter.sandboxes.base import SessionDirs
+
+    sandbox = _make_sandbox("local")
+    dirs = SessionDirs.create(tmp_path / "sessions")
+    before = set(Path(tempfile.gettempdir()).glob("autocoder-wheels-*"))
+    try:
+        # numpy's wheel is far over 1 MB: the download is stopped and nothing reaches /pkgs.
+        result = run_sh_block(
+            "pip install numpy==2.3.0", sandbox=sandbox, dirs=dirs, timeout_s=120, max_download_mb=1
+        )
+        assert result.status == STATUS_ERROR
+        assert "grew over 1 MB and was stopped" in result.message
+        assert list(dirs.pkgs.iterdir()) == []
+        assert set(Path(tempfile.gettempdir()).glob("autocoder-wheels-*")) == before
+    finally:
+        dirs.remove()
