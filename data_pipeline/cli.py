@@ -21,6 +21,10 @@ from llm.options import DEFAULT_DTYPE
 from llm.select import BACKEND_NAMES
 
 EXIT_BAD_INPUT = 2
+STAGES = (
+    "teaching",
+    "self-learning",
+)  # AIEV-Instruct's two stages (data_pipeline.aiev switches between them)
 
 
 def add_generate_parser(commands) -> argparse.ArgumentParser:
@@ -69,6 +73,18 @@ def add_generate_parser(commands) -> argparse.ArgumentParser:
         help="API key (visible in the process list: prefer --api-key-file or $OPENAI_API_KEY)",
     )
     key.add_argument("--api-key-file", type=Path, metavar="PATH", help="read the API key from PATH")
+    teacher.add_argument(
+        "--teacher-backend",
+        choices=BACKEND_NAMES,
+        default="openai",
+        help="hf: --teacher-model is a local model loaded in-process (the student in the self-learning stage)",
+    )
+    teacher.add_argument(
+        "--stage",
+        choices=STAGES,
+        default=STAGES[0],
+        help="recorded in every item's meta (self-learning: the student generates; python -m data_pipeline aiev)",
+    )
     teacher.add_argument(
         "--programmer-backend", choices=BACKEND_NAMES, help="another model as the programmer"
     )
@@ -188,24 +204,11 @@ def cmd_merge(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from data_pipeline.cache import CACHE_FILE  # noqa: F401  (fail early if the package is broken)
-
-    errors = _bad_input_errors()
     try:
         return args.func(args)
-    except errors as exc:
-        print(
-            f"error: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
-            file=sys.stderr,
-        )
+    except (ValueError, OSError) as exc:
+        # Bad input of every kind is a ValueError carrying one line (SetupError, SeedError, PromptError,
+        # RunFolderError, DialogueError, BackendError's flags, ...); OSError: an unreadable or full disk.
+        text = str(exc).strip()
+        print(f"error: {text.splitlines()[0] if text else type(exc).__name__}", file=sys.stderr)
         return EXIT_BAD_INPUT
-
-
-def _bad_input_errors() -> tuple[type[BaseException], ...]:
-    """The exceptions that mean bad input, each carrying one line for the user."""
-    from data_pipeline.generate import SetupError
-    from data_pipeline.prompts import PromptError
-    from data_pipeline.runfolder import RunFolderError
-    from interpreter.dialogue import DialogueError
-
-    return (SetupError, PromptError, RunFolderError, DialogueError, ValueError, FileNotFoundError)

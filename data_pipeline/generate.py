@@ -40,6 +40,7 @@ from data_pipeline.item import (
     ItemSettings,
     item_id,
 )
+from data_pipeline.item import STAGE
 from data_pipeline.limits import Budget, Prices, RateLimiter
 from data_pipeline.prompts import load_prompts
 from data_pipeline.runfolder import DIALOGUES_FILE, REJECTED_FILE, REMOVED_FILE, RunFolder, fingerprint
@@ -105,7 +106,8 @@ def load_seed_list(args) -> list:
         raise SetupError(str(exc)) from None
 
 
-def build_params(args, role: str):
+def build_params(args):
+    """Decoding for both roles (the paper used one model for both)."""
     from llm.base import GenerationParams
 
     return GenerationParams(
@@ -117,6 +119,20 @@ def backend_flags(args, role: str) -> argparse.Namespace:
     """One role's backend as the flags llm.options understands (the one place that turns flags into a backend)."""
     from llm.options import DEFAULT_DTYPE, DEFAULT_QUANTIZE
 
+    if role == "teacher" and getattr(args, "teacher_backend", "openai") == "hf":
+        # The self-learning stage: a local model (the student's checkpoint) plays the teacher's roles.
+        if not args.teacher_model:
+            raise SetupError("--teacher-backend hf needs --teacher-model (a model folder or hub id)")
+        return argparse.Namespace(
+            backend="hf",
+            model=args.teacher_model,
+            quantize=args.quantize,
+            dtype=args.dtype,
+            **dict.fromkeys(
+                ("base_url", "api_key", "api_key_file", "tokenizer", "max_retries", "request_timeout")
+            ),
+            completions=False,
+        )
     if role == "teacher" or args.programmer_backend in (None, "openai"):
         base_url = (
             args.teacher_base_url if role == "teacher" else args.programmer_base_url or args.teacher_base_url
@@ -180,6 +196,9 @@ def run_identity(args, questioner: str, programmer: str, prompts) -> dict:
         },
         "seed": args.seed,
     }
+    stage = getattr(args, "stage", STAGE)
+    if stage != STAGE:  # only when not "teaching", so folders made before this key existed keep their identity
+        identity["stage"] = stage
     # Items are named by the seed and this fingerprint: the same item in every shard layout (the shard is
     # part of the folder's identity, not of the item's).
     identity["fingerprint"] = fingerprint(identity)
@@ -248,7 +267,10 @@ def generate(args) -> int:
     questioner_model = model_name(teacher, args.teacher_model or "teacher")
     programmer_model = model_name(programmer_backend, args.programmer_model or questioner_model)
     if args.max_cost is not None:
-        paid = {questioner_model} | ({programmer_model} if args.programmer_backend != "hf" else set())
+        local_teacher = getattr(args, "teacher_backend", "openai") == "hf"
+        paid = set() if local_teacher else {questioner_model}
+        if args.programmer_backend != "hf" and not (local_teacher and args.programmer_backend is None):
+            paid.add(programmer_model)
         for name in sorted(paid):
             if not prices.knows(name):
                 raise SetupError(
@@ -301,8 +323,8 @@ def generate(args) -> int:
         size=min(args.warm_kernels, args.concurrency),
     )
     settings = ItemSettings(
-        questioner_params=build_params(args, "questioner"),
-        programmer_params=build_params(args, "programmer"),
+        questioner_params=build_params(args),
+        programmer_params=build_params(args),
         max_attempts=args.max_attempts,
         execution_timeout_s=args.execution_timeout,
     )
@@ -316,7 +338,7 @@ def generate(args) -> int:
         identity,
     )
     progress = Progress(total=len(jobs) - len(done_ids & seen))
-    bar = _bar(progress, args.progress)
+    bar = _Bar(progress, args.progress)
     writers = {name: folder.writer(name) for name in (DIALOGUES_FILE, REJECTED_FILE, REMOVED_FILE)}
 
     def work(seed, cancel: threading.Event):
@@ -449,7 +471,3 @@ class _Bar:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-def _bar(progress: Progress, enabled: bool) -> _Bar:
-    return _Bar(progress, enabled)
