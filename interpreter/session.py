@@ -6,7 +6,7 @@ installs into the session's /pkgs, other commands in the same sandbox). Every se
 interpreter exit at the latest, so no kernel, jail or folder outlives the process that made it.
 
 Where sessions live: a base folder (default `<tmp>/autocoder-sessions`) that belongs to this process's user
-and nobody else may enter (mode 0700; 0711 for the `none` sandbox, whose kernel walks host paths itself).
+and nobody else may enter (mode 0700; 0711 once the `none` sandbox used it: its kernel walks host paths).
 It is checked every time a session is made: a base that is a link, belongs to another user, or that
 another user may write is refused with `SessionFolderError` (one line) instead of being used, since
 whoever owns it could plant links where the host later writes. Each session folder gets a disk quota
@@ -127,7 +127,9 @@ def prepare_base_dir(base: Path, *, others_may_enter: bool = False) -> None:
                 f"session folder {base} belongs to uid {info.st_uid}, not to this process (uid {os.geteuid()}): "
                 "refusing to use it; remove it or choose another"
             )
-        if stat.S_IMODE(info.st_mode) != mode:
+        current = stat.S_IMODE(info.st_mode)
+        # 0711 stays once a `none` session needed it (tightening it would break that session's kernel).
+        if current not in (mode, 0o711):
             os.fchmod(fd, mode)
     finally:
         os.close(fd)
