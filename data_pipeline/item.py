@@ -342,7 +342,7 @@ class ItemRunner:
         runs = attempts.all_runs if attempts else []
         verified = bool(attempts and attempts.verified)
         meta = {
-            "stage": STAGE,
+            "stage": self.identity.get("stage", STAGE),  # "self-learning" when the student generates
             "verified": verified,
             "seed": {"id": seed.id, "source": seed.source, "licence": seed.licence, "text": seed.text},
             "questioner_model": self.questioner.model,
