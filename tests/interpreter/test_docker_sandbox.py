@@ -164,7 +164,7 @@ def test_first_launch_in_a_process_cleans_orphans(docker_image, tmp_path):
     assert _containers(f"autocoder.session={orphan}") == []
 
 
-def test_container_death_is_seen_within_a_second(sandbox, dirs):
+def test_container_death_is_seen_at_once(sandbox, dirs):
     from interpreter.sandboxes.docker import DockerKernelProcess
 
     (dirs.ipc / "unused.json").write_text("{}")
@@ -173,10 +173,22 @@ def test_container_death_is_seen_within_a_second(sandbox, dirs):
     try:
         assert process.is_alive()
         assert process.exit_reason() is None
+        # Yardstick: the engine's pace right now (the machine is shared). Noticing a death takes the wait
+        # call's return plus an inspect and a logs request, so a few round trips, not a polling interval.
+        api = DockerAPI()
+        round_trips = []
+        for _ in range(5):
+            began = time.monotonic()
+            api.inspect(process.container_id)
+            round_trips.append(time.monotonic() - began)
+        trip = sorted(round_trips)[2]
+        limit = max(1.0, 20 * trip)
         subprocess.run(["docker", "kill", process.container_id], check=True, capture_output=True)
         started = time.monotonic()
-        assert process.wait(timeout=1.0), "death not noticed within 1 s"
-        assert time.monotonic() - started < 1.0
+        assert process.wait(timeout=30), "death not noticed within 30 s"
+        noticed = time.monotonic() - started
+        # The tight number (tens of ms when idle) is measured by `python -m benchmarks.sandbox_latency`.
+        assert noticed < limit, f"death noticed after {noticed:.2f} s; an API round trip takes {trip:.3f} s"
         assert not process.is_alive()
         assert process.exit_reason() == "crashed"
     finally:

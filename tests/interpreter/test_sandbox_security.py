@@ -294,7 +294,7 @@ def test_fork_bomb_is_contained_and_the_host_stays_responsive(fresh_session):
     assert processes <= TEST_LIMITS.max_processes + 2
     assert processes >= TEST_LIMITS.max_processes // 2  # premise: the bomb did go off
     # Generous against the baseline: an uncontained bomb makes forks fail (above) or take seconds each. The
-    # tight number is measured by `python -m benchmarks.fork_bomb_latency`.
+    # tight number is measured by `python -m benchmarks.sandbox_latency`.
     during = sorted(latencies)[len(latencies) // 2]
     assert during < max(20 * baseline, 0.5), (
         f"host slowed: /bin/true {during:.3f} s vs {baseline:.3f} s before"
