@@ -266,3 +266,17 @@ def test_cancel_event_calls_its_listeners_once():
     unsubscribe()  # harmless after the fact
     cancel.subscribe(lambda: calls.append("late"))  # already set: called at once
     assert calls == ["a", "b", "late"]
+
+
+def test_a_cancel_event_needs_no_watcher_thread_a_plain_event_gets_one(session):
+    reply = block_text("python", "import time\ntime.sleep(0.3)\nprint('slept')")
+    for cancel, watcher_expected in ((Cancel(), False), (threading.Event(), True)):
+        names = []
+        loop_events = run_loop(
+            Scripted(reply, "ok"), [{"role": "user", "content": "go"}], session, config(), cancel=cancel
+        )
+        for event in loop_events:
+            if isinstance(event, ExecutionStarted):
+                names = [t.name for t in threading.enumerate()]
+        assert ("autocoder-loop-cancel" in names) == watcher_expected, names
+        assert sum(name.startswith("autocoder-exec-") for name in names) == 1
