@@ -29,7 +29,7 @@ from interpreter.loop import (
     run_loop,
 )
 from interpreter.protocol import OUTPUT_START, OUTPUT_STOP, RUN_STOP, block_text, render_dialogue
-from tests.conftest import require
+from tests.conftest import package_index_reachable, require
 from tests.fixtures.tiny_models import SCENARIOS, tiny_autocoder_path  # noqa: F401 (pytest fixture)
 
 pytestmark = [pytest.mark.model, pytest.mark.local_sandbox, pytest.mark.slow]
@@ -175,6 +175,7 @@ def test_kernel_state_persists_across_rounds_and_chats(backend, session):
 
 
 def test_sh_block_installs_through_the_package_installer(backend, session):
+    require(package_index_reachable(), "PyPI (pypi.org:443) is not reachable: pip install tqdm needs it")
     sc = SCENARIOS["install"]
     events = list(run_loop(backend, ask("install"), session, config(sh_ends_turn=True)))
     started = next(e for e in events if isinstance(e, ExecutionStarted))
