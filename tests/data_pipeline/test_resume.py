@@ -51,21 +51,31 @@ def normalised(folder: Path) -> dict[str, dict]:
     return out
 
 
+def items_written(folder: Path) -> int:
+    total = 0
+    for name in ("dialogues.jsonl", "rejected.jsonl", "removed.jsonl"):
+        path = folder / name
+        if path.exists():
+            total += path.read_bytes().count(b"\n")
+    return total
+
+
 def bodies(requests: list[dict]) -> list[str]:
     return [
         json.dumps(r.get("messages"), sort_keys=True) for r in requests if r["path"].endswith("completions")
     ]
 
 
-def spawn(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "data_pipeline", *args],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        start_new_session=True,
-    )
+def spawn(args: list[str], log: Path) -> subprocess.Popen:
+    with open(log, "ab") as sink:  # a file, not a pipe: nobody reads a killed run's pipe
+        return subprocess.Popen(
+            [sys.executable, "-m", "data_pipeline", *args],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,
+        )
 
 
 def test_sigkill_at_random_points_then_rerun_equals_uninterrupted(tmp_path, teacher, local_sandbox_ok):
@@ -73,29 +83,34 @@ def test_sigkill_at_random_points_then_rerun_equals_uninterrupted(tmp_path, teac
     extra = ("--max-attempts", "3", "--concurrency", "3", "--max-model-calls", str(MODEL_CALLS))
 
     teacher.requests.clear()
-    started = time.monotonic()
-    reference = spawn(generate_args(seeds, tmp_path / "reference", teacher, *extra))
-    assert reference.wait(timeout=300) == 0, reference.stderr.read().decode()[-2000:]
-    duration = time.monotonic() - started
+    log = tmp_path / "generate.log"
+    reference = spawn(generate_args(seeds, tmp_path / "reference", teacher, *extra), log)
+    assert reference.wait(timeout=300) == 0, log.read_text()[-2000:]
     reference_bodies = bodies(teacher.requests)
     assert len(reference_bodies) == len(set(reference_bodies)), "the cache let a call repeat in one run"
 
     teacher.requests.clear()
-    rng = random.Random(int(os.environ.get("KILL_SEED", "0")) or None)
+    seed = int(os.environ.get("KILL_SEED", "0")) or random.randrange(1 << 30)
+    rng = random.Random(seed)
     out = tmp_path / "killed"
-    kill_times = sorted(rng.uniform(0.3, max(1.0, 0.9 * duration)) for _ in range(KILLS))
-    print(f"kill times (s after start): {[round(t, 2) for t in kill_times]}")
+    # Kill points by progress, so they land at different phases whatever the machine's speed: once the
+    # output holds `target` items (0: still starting), after a further random delay.
+    targets = sorted(rng.sample(range(len(SCENARIOS) - 2), KILLS))
+    delays = [rng.uniform(0.0, 0.6) for _ in targets]
+    print(f"KILL_SEED={seed}: kill after {targets} items written, + {[round(d, 2) for d in delays]} s")
     killed = 0
-    for kill_at in kill_times:
-        proc = spawn(generate_args(seeds, out, teacher, *extra))
-        try:
-            proc.wait(timeout=kill_at)
-        except subprocess.TimeoutExpired:
+    for target, delay in zip(targets, delays, strict=True):
+        proc = spawn(generate_args(seeds, out, teacher, *extra), log)
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and items_written(out) < target and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(delay)
+        if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)  # the generator and anything it started
-            proc.wait()
             killed += 1
-    final = spawn(generate_args(seeds, out, teacher, *extra))
-    assert final.wait(timeout=300) == 0, final.stderr.read().decode()[-2000:]
+        proc.wait()
+    final = spawn(generate_args(seeds, out, teacher, *extra), log)
+    assert final.wait(timeout=300) == 0, log.read_text()[-2000:]
     assert killed >= 1, "every run finished before its kill time; the test proved nothing"
 
     assert normalised(out) == normalised(tmp_path / "reference")
