@@ -3,9 +3,9 @@
 Refused with EPERM: kernel keyrings (keyctl, add_key, request_key: all sandboxes share uid 65534, so a
 keyring would be a channel between sessions), new namespaces (unshare, setns, clone with CLONE_NEWUSER:
 a user namespace is where most kernel privilege-escalation bugs start), mount and module/kexec/reboot/swap
-calls, ptrace, bpf, perf_event_open, userfaultfd, io_uring (its own submission path has been a steady
-source of kernel exploits, and nothing here needs it), file-handle calls (open_by_handle_at can escape mount
-namespaces), and every system call of a foreign ABI (x32, or i386 on x86_64) so the list cannot be
+calls, ptrace, bpf, perf_event_open, userfaultfd, syslog (the host's kernel log), io_uring (its own
+submission path has been a steady source of kernel exploits, and nothing here needs it), file-handle calls
+(open_by_handle_at can escape mount namespaces), and every system call of a foreign ABI (x32, or i386 on x86_64) so the list cannot be
 bypassed. clone3 gets ENOSYS, so the C library falls back to clone, whose flags the filter can inspect
 (the same choice as Docker's default profile).
 
@@ -82,6 +82,9 @@ _ARCHES = {
             "io_uring_setup": 425,
             "io_uring_enter": 426,
             "io_uring_register": 427,
+            "syslog": 103,
+            "fsconfig": 431,
+            "fspick": 433,
         },
     },
     "aarch64": {
@@ -118,6 +121,9 @@ _ARCHES = {
             "io_uring_setup": 425,
             "io_uring_enter": 426,
             "io_uring_register": 427,
+            "syslog": 116,
+            "fsconfig": 431,
+            "fspick": 433,
         },
     },
 }
