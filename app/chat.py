@@ -20,6 +20,13 @@ the warm pool's included (it warms only free slots); its refusal becomes the sam
 With a login a chat belongs to the user who opened it: its session id used by another user is refused
 (`AccessDenied`).
 
+Locks (tests/app/test_races.py runs each race many times): a chat's answer state (`running`, `cancel`,
+`approval`, `kernel_note`) changes only under `_lock`, which is never held while calling out; the kernel
+starts and stops under `_kernel_lock` (held for seconds), which may take `_lock` inside it, never the other
+way round. So Stop and a second submit never wait for a kernel to boot, a message and the idle reaper agree
+on who got there first, and the kernel slot of a reaped kernel is given back before the same chat can take
+one for its next kernel.
+
 What this module deliberately does not do: render anything (see `app.view`) or know about Gradio.
 """
 
@@ -122,7 +129,9 @@ class Chat:
         self.dialogue: list[dict] = self._initial_dialogue()
         self._start_kernel = start_kernel
         self._kernel: Any = None
+        # Kernel start/stop (slow); may take _lock inside it, never the other way round.
         self._kernel_lock = threading.Lock()
+        self._lock = threading.Lock()  # running, cancel, approval, kernel_note (quick; never calls out)
         self.cancel = Cancel()  # acts the moment Stop sets it: the loop needs no polling thread
         self.running = False
         self.approval: Approval | None = None
@@ -176,20 +185,24 @@ class Chat:
         """Close the kernel (its folders go too) but keep the conversation; the next message starts a new
         kernel and the chat says that state and files were lost. Returns whether a kernel was running."""
         with self._kernel_lock:
-            if self.running:  # a message arrived after the reaper looked: keep the kernel
-                return False
-            kernel, self._kernel = self._kernel, None
-        if kernel is None:
-            return False
-        self.kernel_note = f"The previous kernel was shut down ({why}): variables and workdir files are gone."
-        _close_quietly(kernel, self.chat_id)
-        self._release_slot()
+            with self._lock:
+                if self.running:  # a message arrived after the reaper looked: keep the kernel
+                    return False
+                kernel, self._kernel = self._kernel, None
+                if kernel is None:
+                    return False
+                # Set with the kernel gone, in one step: a message starting now either sees both or neither.
+                self.kernel_note = (
+                    f"The previous kernel was shut down ({why}): variables and workdir files are gone."
+                )
+            # Still under the kernel lock: a message's worker waits here for its fresh kernel, so this
+            # chat's slot is given back before it takes one again (else the late give-back frees the new one).
+            _close_quietly(kernel, self.chat_id)
+            self._release_slot()
         return True
 
     def close(self) -> None:
-        self.cancel.set()
-        if self.approval is not None:
-            self.approval.resolve(None)
+        self.stop(any_time=True)
         with self._kernel_lock:
             self.closed = True
             kernel, self._kernel = self._kernel, None
@@ -203,41 +216,61 @@ class Chat:
     def touch(self) -> None:
         self.last_used = time.monotonic()
 
+    def stop(self, *, any_time: bool = False) -> bool:
+        """Stop the running answer (the Stop button): end generation, interrupt the kernel, cancel a
+        pending approval. Returns whether an answer was running (any_time: cancel even if none is)."""
+        with self._lock:
+            if not (self.running or any_time):
+                return False
+            cancel, approval = self.cancel, self.approval
+        cancel.set()  # outside the lock: the loop's cancel listener interrupts the kernel
+        if approval is not None:
+            approval.resolve(None)
+        return True
+
     def undo(self) -> Turn | None:
         """Drop the last exchange (its user message and everything after it); return it."""
-        if self.running or not self.turns:
-            return None
-        turn = self.turns.pop()
-        del self.dialogue[turn.dialogue_start :]
-        return turn
+        with self._lock:
+            if self.running or not self.turns:
+                return None
+            turn = self.turns.pop()
+            del self.dialogue[turn.dialogue_start :]
+            return turn
 
     def clear(self) -> None:
         """Forget the conversation and give the chat a fresh kernel (files in the workdir stay)."""
-        if self.running:
-            raise BusyError("stop the running answer first")
-        self.turns.clear()
-        self.dialogue = self._initial_dialogue()
-        self.chat_id = uuid.uuid4().hex[:12]
-        self.restart_kernel()
+        with self._lock:
+            if self.running:
+                raise BusyError("stop the running answer first")
+            self.running = True  # holds the chat: no message starts, and no reaper acts, while it clears
+            self.turns.clear()
+            self.dialogue = self._initial_dialogue()
+            self.chat_id = uuid.uuid4().hex[:12]
+        try:
+            self.restart_kernel()
+        finally:
+            with self._lock:
+                self.running = False
 
     def run(self, message: str, settings: Settings, run_loop: LoopRunner) -> Iterator[Turn]:
         """Answer one user message; yields the (growing) turn after each batch of loop events."""
-        with self._kernel_lock:  # check-and-set in one step: two API calls may race, and so may the reaper
+        with self._lock:  # check-and-set in one step: two API calls may race, and so may the reaper
             if self.running:
                 raise BusyError("this chat is still answering; press Stop first")
+            # The new cancel exists before anyone can see `running`: a Stop from then on reaches this answer.
+            self.cancel = cancel = Cancel()
             self.running = True
-        self.cancel = Cancel()
+            turn = Turn(user=message, dialogue_start=len(self.dialogue))
+            if self.kernel_note:
+                turn.parts.append(NotePart(self.kernel_note))
+                self.kernel_note = ""
+            self.turns.append(turn)
+            dialogue = [*self.dialogue, {"role": "user", "content": message}]
         self.touch()
-        turn = Turn(user=message, dialogue_start=len(self.dialogue))
-        if self.kernel_note:
-            turn.parts.append(NotePart(self.kernel_note))
-            self.kernel_note = ""
-        self.turns.append(turn)
-        dialogue = [*self.dialogue, {"role": "user", "content": message}]
         events: queue.Queue = queue.Queue()
         worker = threading.Thread(
             target=self._work,
-            args=(dialogue, settings, run_loop, events, self.cancel),
+            args=(dialogue, settings, run_loop, events, cancel),
             name=f"loop-{self.chat_id}",
             daemon=True,
         )
@@ -263,14 +296,13 @@ class Chat:
         finally:
             # Also reached when the browser goes away mid-answer (the generator is closed): stop the loop.
             if worker.is_alive():
-                self.cancel.set()
-                if self.approval is not None:
-                    self.approval.resolve(None)
+                self.stop()
                 # Longer than the loop's own worst case after a cancel (interrupt, grace, kill, give up).
                 worker.join(timeout=WORKER_STOP_TIMEOUT_S)
-            self.dialogue = done.messages if done is not None else [*dialogue, *self._partial_reply(turn)]
-            self.approval = None
-            self.running = False
+            with self._lock:
+                self.dialogue = done.messages if done is not None else [*dialogue, *self._partial_reply(turn)]
+                self.approval = None
+                self.running = False
             self.touch()
 
     @staticmethod
@@ -285,12 +317,17 @@ class Chat:
         def approve(*args, **kwargs) -> str | None:
             language, code = _block_of(args, kwargs)
             approval = Approval(language, code)
-            self.approval = approval
+            # Under Stop's lock: either Stop sees (and resolves) this approval, or we see its cancel.
+            with self._lock:
+                if cancel.is_set():
+                    return None
+                self.approval = approval
             events.put(AskRequest(language, code))
             while not approval.resolved.wait(0.1):
                 if cancel.is_set():
                     return None
-            self.approval = None
+            with self._lock:
+                self.approval = None
             if approval.decision is None:
                 events.put(_Skipped())
             return approval.decision

@@ -308,11 +308,8 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
 
         def on_stop(request: gr.Request):
             chat = _peek(ctx, request)
-            if chat is not None and chat.running:
+            if chat is not None and chat.stop():
                 log.info("chat %s: stop requested", chat.chat_id)
-                chat.cancel.set()
-                if chat.approval is not None:
-                    chat.approval.resolve(None)
 
         def on_undo(request: gr.Request):
             chat = _chat(ctx, request)

@@ -372,7 +372,12 @@ class _Download:
 
 
 def download_wheels(
-    command: ShCommand, sandbox: Sandbox, folder: Path, timeout_s: float, max_bytes: int
+    command: ShCommand,
+    sandbox: Sandbox,
+    folder: Path,
+    timeout_s: float,
+    max_bytes: int,
+    cancel: threading.Event | None = None,
 ) -> _Download:
     """The trusted network step: `pip download` of wheels only into `folder`/wheels, run on the host (see
     the module docstring). Never reads a session folder: `folder` is a fresh folder of its own, its working
@@ -409,6 +414,8 @@ def download_wheels(
             problem = f"the download grew over {max_bytes // (1024 * 1024)} MB and was stopped"
         elif time.monotonic() > deadline:
             problem = f"the download timed out after {timeout_s:.0f} s"
+        elif cancel is not None and cancel.is_set():  # Stop (Session.interrupt): kill it, as on a timeout
+            problem = "the download was stopped"
         if problem:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, 9)
@@ -422,17 +429,24 @@ def download_wheels(
 
 
 def _install(
-    command: ShCommand, sandbox: Sandbox, dirs: SessionDirs, budget: float, max_download_mb: int
+    command: ShCommand,
+    sandbox: Sandbox,
+    dirs: SessionDirs,
+    budget: float,
+    max_download_mb: int,
+    cancel: threading.Event | None = None,
 ) -> tuple[CommandResult, str]:
     """Download on the host, then install in a network-less sandbox; (result, one-line problem or "")."""
     started = time.monotonic()
     folder = Path(tempfile.mkdtemp(prefix="autocoder-wheels-"))
     try:
-        got = download_wheels(command, sandbox, folder, budget, max_download_mb * 1024 * 1024)
+        got = download_wheels(command, sandbox, folder, budget, max_download_mb * 1024 * 1024, cancel)
         spent = time.monotonic() - started
         failed = CommandResult(got.returncode, "", got.output, timed_out="timed out" in got.problem)
         if got.problem:
             return failed, got.problem
+        if cancel is not None and cancel.is_set():
+            return failed, "the install was stopped"
         if got.returncode != 0:
             problem = f"`{command.line}` failed (exit {got.returncode})"
             if "No matching distribution found" in got.output:
@@ -485,8 +499,13 @@ def run_sh_block(
     allowed_index_hosts: tuple[str, ...] = (),
     install_timeout_s: float | None = None,
     max_download_mb: int = DEFAULT_MAX_DOWNLOAD_MB,
+    cancel: threading.Event | None = None,
 ) -> ExecutionResult:
     """Check every line, then run them in order in the sandbox; stop at the first failure.
+
+    `cancel` (set by `Session.interrupt`, i.e. Stop) kills a running pip download at once and runs no
+    further line; a plain command already running in its one-shot sandbox still ends only by itself or
+    its timeout.
 
     `timeout_s` bounds the whole block; pip installs may take `install_timeout_s` (default: the larger of
     `timeout_s` and 300 s) since downloads are slow. The result's stdout/stderr hold the commands' output
@@ -520,9 +539,12 @@ def run_sh_block(
         if budget <= 0:
             status, message = STATUS_TIMEOUT, f"timed out before `{command.line}`"
             break
+        if cancel is not None and cancel.is_set():
+            status, message = STATUS_ERROR, f"stopped before `{command.line}`"
+            break
         problem = ""
         if is_pip:
-            result, problem = _install(command, sandbox, dirs, budget, max_download_mb)
+            result, problem = _install(command, sandbox, dirs, budget, max_download_mb, cancel)
         else:
             result = sandbox.run_command(command.argv, dirs, budget)
         if command.message:

@@ -173,6 +173,7 @@ class Session:
         self.timeout_s = timeout_s
         self.output_cap_chars = output_cap_chars
         self._closed = False
+        self._sh_cancel: threading.Event | None = None  # set by interrupt() while an sh block runs
         _take_slot()  # SessionLimitReached when the cap is reached: nothing made yet
         try:
             base = Path(base_dir) if base_dir is not None else default_base_dir()
@@ -229,9 +230,18 @@ class Session:
         if lang == "sh":
             from interpreter.packages import run_sh_block  # written alongside; imported when needed
 
-            return run_sh_block(
-                code, sandbox=self.sandbox, dirs=self.dirs, timeout_s=timeout, on_output=on_output
-            )
+            self._sh_cancel = cancel = threading.Event()
+            try:
+                return run_sh_block(
+                    code,
+                    sandbox=self.sandbox,
+                    dirs=self.dirs,
+                    timeout_s=timeout,
+                    on_output=on_output,
+                    cancel=cancel,
+                )
+            finally:
+                self._sh_cancel = None
         message = f"cannot run {language!r} blocks: only python and sh are supported"
         return ExecutionResult(
             status=STATUS_ERROR,
@@ -247,7 +257,11 @@ class Session:
         return self.run_block("python", code, on_output=on_output, timeout_s=timeout_s)
 
     def interrupt(self) -> None:
-        """Stop what the kernel runs now (the stop button); state is kept."""
+        """Stop what the kernel runs now (the stop button); state is kept. A running sh block's pip download
+        is killed and its remaining lines are not run."""
+        sh_cancel = self._sh_cancel
+        if sh_cancel is not None:
+            sh_cancel.set()
         self.kernel.interrupt()
 
     def kill(self) -> bool:
