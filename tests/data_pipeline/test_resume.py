@@ -135,3 +135,20 @@ def test_a_folder_made_with_another_configuration_is_refused(tmp_path, teacher, 
     assert main(generate_args(seeds, out, teacher, "--max-attempts", "3")) == 0
     assert not [r for r in teacher.requests if r["path"].endswith("completions")]
     assert (out / "dialogues.jsonl").read_bytes() == before
+
+
+def test_sigterm_stops_cleanly_and_the_rerun_finishes(tmp_path, teacher, local_sandbox_ok):
+    seeds = write_seeds(tmp_path / "seeds.jsonl", ("ok", "bug", "ok", "bug", "ok", "ok"))
+    out, log = tmp_path / "out", tmp_path / "generate.log"
+    args = generate_args(seeds, out, teacher, "--concurrency", "1")
+    proc = spawn(args, log)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and items_written(out) < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 1, log.read_text()[-2000:]
+    text = log.read_text()
+    assert "stopping" in text and "rerun the same command to continue" in text
+    assert 1 <= items_written(out) < 6
+    assert spawn(args, log).wait(timeout=300) == 0, log.read_text()[-2000:]
+    assert len(normalised(out)) == 6
