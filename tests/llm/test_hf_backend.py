@@ -78,10 +78,29 @@ def test_cancel_stops_between_tokens(backend):
 def test_sampling_runs_with_temperature_and_top_p(backend):
     import torch
 
+    hello = [{"role": "user", "content": "hello"}]
+    script = SCENARIOS["hello"].reply
     torch.manual_seed(0)
-    chunks, stats = run(backend, [{"role": "user", "content": "hello"}], temperature=0.7, top_p=0.9)
-    # The tiny model is confident enough that sampling still yields its script.
-    assert "".join(chunks) == SCENARIOS["hello"].reply
+    chunks, stats = run(backend, hello, temperature=0.7, top_p=0.9)
+    # The tiny model is confident enough that moderate sampling still yields its script.
+    assert "".join(chunks) == script
+
+    def replies(**params) -> list[str]:
+        out = []
+        for seed in range(4):
+            torch.manual_seed(seed)
+            out.append("".join(run(backend, hello, max_new_tokens=12, **params)[0]))
+        return out
+
+    # A very high temperature flattens the distribution: the replies leave the script (fails if ignored).
+    hot = replies(temperature=50.0, top_p=1.0)
+    assert all(not script.startswith(r) for r in hot), hot
+    assert len(set(hot)) > 1, hot  # and they are sampled, not one fixed wrong answer
+    # The same temperature with a tiny top_p keeps only the most likely token: greedy decoding, the script
+    # again (fails if top_p is ignored).
+    greedy = replies(temperature=0.0)
+    assert all(g and script.startswith(g) for g in greedy), greedy
+    assert replies(temperature=50.0, top_p=1e-9) == greedy
 
 
 def rounds(backend, scenario, result_text):
