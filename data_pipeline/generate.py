@@ -33,6 +33,7 @@ from data_pipeline.client import ModelClient
 from data_pipeline.item import (
     FAILED,
     REJECTED,
+    STAGE,
     STOPPED,
     VERIFIED,
     ItemRunner,
@@ -40,7 +41,6 @@ from data_pipeline.item import (
     ItemSettings,
     item_id,
 )
-from data_pipeline.item import STAGE
 from data_pipeline.limits import Budget, Prices, RateLimiter
 from data_pipeline.prompts import load_prompts
 from data_pipeline.runfolder import DIALOGUES_FILE, REJECTED_FILE, REMOVED_FILE, RunFolder, fingerprint
@@ -197,7 +197,9 @@ def run_identity(args, questioner: str, programmer: str, prompts) -> dict:
         "seed": args.seed,
     }
     stage = getattr(args, "stage", STAGE)
-    if stage != STAGE:  # only when not "teaching", so folders made before this key existed keep their identity
+    if (
+        stage != STAGE
+    ):  # only when not "teaching", so folders made before this key existed keep their identity
         identity["stage"] = stage
     # Items are named by the seed and this fingerprint: the same item in every shard layout (the shard is
     # part of the folder's identity, not of the item's).
