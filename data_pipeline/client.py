@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from data_pipeline.cache import CachedCall, CallCache, call_key
-from data_pipeline.limits import Budget, BudgetExhausted, Prices, RateLimiter
+from data_pipeline.limits import Budget, BudgetExhausted, Prices, RateLimiter, RunStopped
 
 
 @dataclass
@@ -144,8 +144,12 @@ class ModelClient:
 
     def _call(self, key, messages, params, cancel, stats) -> Iterator[str]:
         if self.stop_event.is_set():
-            raise BudgetExhausted("the run is stopping")
-        self.budget.check()
+            raise RunStopped("the run is stopping")
+        try:
+            self.budget.check()
+        except BudgetExhausted:
+            self.stop_event.set()  # every item in flight stops now, not after its next paid call
+            raise
         estimate = estimate_tokens(messages) + int(getattr(params, "max_new_tokens", 0) or 0)
         handle = self.limiter.acquire(estimate)
         from llm.base import StreamStats  # the stats object the backends fill in

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 from data_pipeline import verify
 from data_pipeline.client import ModelClient, Usage
-from data_pipeline.limits import BudgetExhausted
+from data_pipeline.limits import RunStopped
 from data_pipeline.prompts import (
     PROGRAMMER_REVISION,
     PROGRAMMER_SYSTEM,
@@ -310,7 +310,7 @@ class ItemRunner:
                         continue
                 break
             return self._record(seed, item_id, messages, attempts, usage, started, attempts.reason)
-        except BudgetExhausted as exc:
+        except RunStopped as exc:
             return ItemOutcome(STOPPED, reason=str(exc))
         except Exception as exc:  # a backend failure after its retries: the item is redone next run
             if self.stop.is_set():
@@ -326,14 +326,14 @@ class ItemRunner:
                 session.close()
 
     def _drive(self, events) -> tuple[Done | None, str]:
+        """Consume the loop's events: its Done and the last error line (a model call refused because the run
+        is stopping ends the loop with an error; `run` sees the stop event and reports STOPPED)."""
         done, error = None, ""
         for event in events:
             if isinstance(event, ErrorEvent):
                 error = event.message
             elif isinstance(event, Done):
                 done = event
-        if "BudgetExhausted" in error:
-            raise BudgetExhausted(error)
         return done, error
 
     def _record(

@@ -27,7 +27,11 @@ DEFAULT_PRICES = Path(__file__).parent / "prices.json"
 USAGE_FILE = "usage.jsonl"
 
 
-class BudgetExhausted(RuntimeError):
+class RunStopped(RuntimeError):
+    """Raised instead of starting a model call once the run is stopping (Ctrl-C, SIGTERM, the budget)."""
+
+
+class BudgetExhausted(RunStopped):
     """Raised instead of starting a model call once --max-cost is reached."""
 
 
