@@ -42,8 +42,8 @@ SAMPLES_FILE = "samples.jsonl"
 TRANSCRIPTS_FILE = "transcripts.jsonl"
 
 
-def user_prompt(problem: Problem) -> str:
-    return INSTRUCTION.format(prompt=problem.prompt.strip())
+def user_prompt(problem: Problem, instruction: str = INSTRUCTION) -> str:
+    return instruction.format(prompt=problem.prompt.strip())
 
 
 @dataclass
@@ -55,6 +55,9 @@ class GenerationConfig:
     with_interpreter: bool = False
     max_rounds: int = LoopConfig.max_rounds  # the loop's default, defined there once
     execution_timeout_s: float = DEFAULT_EXECUTION_TIMEOUT_S
+    # The user turn; "{prompt}" is the problem. The data pipeline's rounds (data_pipeline.aiev) pass "{prompt}"
+    # alone: an item's problem is already a request, asked as the programmer was asked it.
+    instruction: str = INSTRUCTION
 
     def params(self):
         from llm.base import GenerationParams
@@ -65,7 +68,7 @@ class GenerationConfig:
 
     def to_json(self) -> dict:
         data = {
-            "prompt": INSTRUCTION,
+            "prompt": self.instruction,
             "chat_template": "the model's, add_generation_prompt=True",
             "n_samples": self.n_samples,
             "temperature": self.temperature,
@@ -84,7 +87,7 @@ def read_samples(path: Path) -> list[dict]:
 
 
 def _plain_reply(backend, problem: Problem, config: GenerationConfig, cancel=None) -> list[dict]:
-    messages = [{"role": "user", "content": user_prompt(problem)}]
+    messages = [{"role": "user", "content": user_prompt(problem, config.instruction)}]
     reply = "".join(backend.stream(messages, config.params(), cancel))
     return messages + [{"role": "assistant", "content": reply}]
 
@@ -94,7 +97,7 @@ def _interpreter_reply(
 ) -> list[dict]:
     from interpreter.loop import Done, ErrorEvent, run_loop
 
-    dialogue = [{"role": "user", "content": user_prompt(problem)}]
+    dialogue = [{"role": "user", "content": user_prompt(problem, config.instruction)}]
     loop_config = LoopConfig(
         generation=config.params(),
         # A model that never learnt the execution tokens (the stand-in) gets its fenced blocks run.
