@@ -53,3 +53,4 @@ bench: setup-dev system-test sandbox-image
 	$(PY) -m benchmarks.execution_latency
 	$(PY) -m benchmarks.evaluation_speed
 	$(PY) -m benchmarks.pipeline_throughput
+	$(PY) -m benchmarks.training_throughput

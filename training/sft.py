@@ -253,12 +253,6 @@ def describe_counts(counts: Counter) -> str:
 
 
 def run_sft(config: SFTConfig) -> Path:
-    import torch
-    from transformers import Trainer, set_seed
-    from transformers.trainer_callback import PrinterCallback
-
-    from training.progress import ProgressLog
-
     out = Path(config.out)
     resume_from = last_checkpoint(out)
     if resume_from is not None and not config.resume:
@@ -267,6 +261,13 @@ def run_sft(config: SFTConfig) -> Path:
         raise TrainingError(
             f"--packing needs an attention implementation that honours position ids ({', '.join(PACKING_ATTENTION)})"
         )
+
+    import torch  # after the checks above: a refused run answers at once
+    from transformers import Trainer, set_seed
+    from transformers.trainer_callback import PrinterCallback
+
+    from training.progress import ProgressLog
+
     set_seed(config.seed)
     dtype_name, dtype = _dtype(config)
     args = training_arguments(config, dtype_name)  # before the model: ZeRO-3 partitions it while loading
