@@ -6,15 +6,27 @@ from __future__ import annotations
 import pytest
 
 from evaluation.datasets import MBPP_KNOWN_BAD
+from evaluation.execution import TimeLimits
 from evaluation.scoring import score_problems
 from tests.evaluation import samples as S
 
 pytestmark = [pytest.mark.local_sandbox, pytest.mark.slow]
 
+# The canonical solutions are scored under generous time limits: correct code must pass, and on a busy shared
+# machine the default limits (scaled from the reference's own times) can time out a few of 828 solutions.
+# How many pass under the default limits is measured by `python -m benchmarks.canonical_time_limits`.
+# Sets with deliberate time-outs keep the defaults (a generous limit would only make them slower).
+GENEROUS = TimeLimits(min_s=5.0, factor=8.0)
 
-def _score(problems, sample_list, eval_sandbox, reference_cache):
+
+def _score(problems, sample_list, eval_sandbox, reference_cache, time_limits=None):
     return score_problems(
-        problems, sample_list, sandbox=eval_sandbox, cache_dir=reference_cache, progress=False
+        problems,
+        sample_list,
+        sandbox=eval_sandbox,
+        cache_dir=reference_cache,
+        progress=False,
+        time_limits=time_limits,
     )
 
 
@@ -24,7 +36,9 @@ def _failures(report, parts=None):
 
 def test_humaneval_canonical_solutions_score_164_of_164(humaneval, eval_sandbox, reference_cache):
     assert len(humaneval.problems) == 164
-    report = _score(humaneval.problems, S.canonical(humaneval.problems), eval_sandbox, reference_cache)
+    report = _score(
+        humaneval.problems, S.canonical(humaneval.problems), eval_sandbox, reference_cache, GENEROUS
+    )
     assert _failures(report) == {}
     assert report.pass_at_k() == {"pass@1": 1.0}
 
@@ -35,7 +49,7 @@ def test_humaneval_plus_canonical_solutions_score_164_of_164_on_base_and_plus(
     problems = humaneval_plus.problems
     assert len(problems) == 164
     assert sum(len(p.tests[0].inputs) + len(p.tests[1].inputs) for p in problems) > 100_000
-    report = _score(problems, S.canonical(problems), eval_sandbox, reference_cache)
+    report = _score(problems, S.canonical(problems), eval_sandbox, reference_cache, GENEROUS)
     assert _failures(report) == {}
     assert report.pass_at_k(("base",)) == {"pass@1": 1.0}
     assert report.reference_errors == {}
@@ -44,7 +58,7 @@ def test_humaneval_plus_canonical_solutions_score_164_of_164_on_base_and_plus(
 def test_mbpp_canonical_solutions_pass_except_the_known_bad_items(mbpp, eval_sandbox, reference_cache):
     problems = mbpp.problems
     assert len(problems) == 500 and problems[0].task_id == "Mbpp/11" and problems[-1].task_id == "Mbpp/510"
-    report = _score(problems, S.canonical(problems), eval_sandbox, reference_cache)
+    report = _score(problems, S.canonical(problems), eval_sandbox, reference_cache, GENEROUS)
     failed = _failures(report)
     known_bad_here = {f"Mbpp/{n}" for n in MBPP_KNOWN_BAD if 11 <= n <= 510}
     assert set(failed) == known_bad_here == {"Mbpp/341"}
