@@ -11,6 +11,8 @@ if [ "$(id -u)" != 0 ]; then SUDO=$(command -v sudo || true); fi
 need=()
 command -v bwrap >/dev/null || need+=(bubblewrap)
 command -v setpriv >/dev/null || need+=(util-linux)
+# mkfs.ext4: each session's disk quota is a small ext4 filesystem (interpreter/sandboxes/disk.py).
+PATH="$PATH:/usr/sbin:/sbin" command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 if [ "$mode" = test ]; then
   command -v dockerd >/dev/null || need+=(docker.io)
   command -v chromium >/dev/null || need+=(chromium)
