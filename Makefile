@@ -52,5 +52,6 @@ bench: setup-dev system-test sandbox-image
 	$(PY) -m benchmarks.loop_overhead
 	$(PY) -m benchmarks.execution_latency
 	$(PY) -m benchmarks.evaluation_speed
+	$(PY) -m benchmarks.soak
 	$(PY) -m benchmarks.pipeline_throughput
 	$(PY) -m benchmarks.training_throughput
