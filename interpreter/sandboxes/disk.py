@@ -38,6 +38,8 @@ RESERVED_PERCENT = "1"
 # The ipc folder holds a connection file and five sockets; a sandbox can fill it, never beyond this.
 IPC_TMPFS_OPTIONS = "size=1m,nr_inodes=256,mode=0770,nosuid,nodev,noexec"
 COMMAND_TIMEOUT_S = 30
+# Where mkfs.ext4, mount and umount live, also when PATH leaves the sbin folders out (a service, make).
+TOOL_DIRS = ("/usr/sbin", "/sbin", "/usr/bin", "/bin")
 
 _warned = False
 _warn_lock = threading.Lock()
@@ -66,7 +68,12 @@ def image_path(root: Path) -> Path:
     return root.with_name(root.name + IMAGE_SUFFIX)
 
 
+def _tool(name: str) -> str | None:
+    return shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), *TOOL_DIRS]))
+
+
 def _run(argv: list[str]) -> None:
+    argv = [_tool(argv[0]) or argv[0], *argv[1:]]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False)
     if done.returncode != 0:
         last = (done.stderr or done.stdout).strip().splitlines()
@@ -80,7 +87,7 @@ def available() -> str | None:
     if os.geteuid() != 0:
         return "not running as root"
     for tool in ("mkfs.ext4", "mount", "umount"):
-        if shutil.which(tool) is None:
+        if _tool(tool) is None:
             return f"{tool} is missing (apt-get install e2fsprogs mount)"
     return None
 
@@ -140,6 +147,7 @@ def unmount(root: Path) -> None:
     for path in (root / "ipc", root):
         if os.path.ismount(path):
             with contextlib.suppress(OSError, subprocess.SubprocessError):
-                subprocess.run(["umount", "-l", str(path)], capture_output=True, timeout=COMMAND_TIMEOUT_S)
+                umount = _tool("umount") or "umount"
+                subprocess.run([umount, "-l", str(path)], capture_output=True, timeout=COMMAND_TIMEOUT_S)
     with contextlib.suppress(OSError):
         image_path(root).unlink()

@@ -131,6 +131,7 @@ def test_without_the_tools_for_a_quota_sessions_get_plain_folders_and_a_warning(
     from interpreter.sandboxes.base import SessionDirs
 
     monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))  # no mkfs.ext4, no mount
+    monkeypatch.setattr(disk, "TOOL_DIRS", ())
     monkeypatch.setattr(disk, "_warned", False)
     dirs = SessionDirs.create(tmp_path / "base", disk_mb=64)
     try:
