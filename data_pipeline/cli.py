@@ -176,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     mg.add_argument("shards", nargs="+", metavar="SHARD_DIR")
     mg.add_argument("--out", required=True, metavar="DIR")
     mg.set_defaults(func=cmd_merge)
+
+    from data_pipeline.aiev.cli import add_aiev_parsers
+
+    add_aiev_parsers(commands)  # `aiev` and `aiev-report`: the rounds over generate, training and evaluation
     return parser
 
 
