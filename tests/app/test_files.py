@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.files import safe_name, snapshot_for_download, upload_into, workdir_files
+from interpreter.sandboxes.base import SANDBOX_GID, SANDBOX_UID
 
 
 def test_upload_replaces_a_planted_symlink_instead_of_writing_through_it(tmp_path):
@@ -77,3 +78,33 @@ def test_snapshot_mirrors_changes_and_skips_unchanged_files(tmp_path):
     (work / "c.txt").write_text("three")
     snapshot_for_download(work, snap)
     assert (snap / "a.txt").read_text() == "ONE, CHANGED" and (snap / "c.txt").read_text() == "three"
+
+
+def test_walk_is_bounded_in_depth_and_leaves_no_descriptor_open(tmp_path):
+    from app.files import MAX_DEPTH
+
+    work = tmp_path / "work"
+    deep = work
+    for level in range(MAX_DEPTH + 10):
+        deep = deep / f"d{level}"
+    deep.mkdir(parents=True)
+    (deep / "too-deep.txt").write_text("x")
+    (work / "d0" / "shallow.txt").write_text("y")
+    before = len(os.listdir("/proc/self/fd"))
+    found = [str(p) for p in workdir_files(work)]
+    copies = snapshot_for_download(work, tmp_path / "snap")
+    assert found == ["d0/shallow.txt"] and len(copies) == 1
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_upload_sets_mode_on_the_file_and_leaves_no_temp_file(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    source = tmp_path / "in.bin"
+    source.write_bytes(os.urandom(3 * 1024 * 1024 + 7))
+    target = upload_into(work, source)
+    assert target.read_bytes() == source.read_bytes()
+    assert oct(target.stat().st_mode & 0o777) == oct(0o664)
+    if os.geteuid() == 0:
+        assert (target.stat().st_uid, target.stat().st_gid) == (SANDBOX_UID, SANDBOX_GID)
+    assert [p.name for p in work.iterdir()] == ["in.bin"]
