@@ -292,6 +292,8 @@ def mbpp_plus_deserialize_inputs(task_id: str, inputs: list) -> list:
         ]
     if number == 124:
         return [(float(inp[0]), complex(inp[1])) for inp in inputs]
+    if number in (250, 405, 446, 617, 720, 763, 808):
+        return [[tuple(inp[0])] + [inp[1]] for inp in inputs]
     if number in (259, 401, 445):
         nested = [[[tuple(lst) for lst in lst_lst] for lst_lst in inp] for inp in inputs]
         return [[tuple(lst) for lst in inp] for inp in nested]
@@ -309,6 +311,19 @@ def mbpp_plus_deserialize_inputs(task_id: str, inputs: list) -> list:
     return inputs
 
 
+def _mbpp_plus_inputs(file: Path, task_id: str, row: dict, part: str) -> list:
+    """One part's inputs, converted; inputs of the wrong shape are a one-line DatasetError."""
+    inputs = row[f"{part}_input"]
+    try:
+        if not isinstance(inputs, list) or not all(isinstance(i, list | dict) for i in inputs):
+            raise TypeError("not a list of argument lists")
+        return mbpp_plus_deserialize_inputs(task_id, inputs)
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+        raise DatasetError(
+            f"MBPP+ file {file}: {task_id}: malformed {part}_input ({type(exc).__name__}: {exc}); is it MBPP+?"
+        ) from None
+
+
 def load_mbpp_plus(path: str | os.PathLike | None = None) -> Benchmark:
     file = mbpp_plus_path(path)
     match = re.search(r"v\d+\.\d+\.\d+", file.name)
@@ -321,11 +336,15 @@ def load_mbpp_plus(path: str | os.PathLike | None = None) -> Benchmark:
     problems = []
     try:
         rows = _read_jsonl(file)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:  # EOFError: a truncated .gz
         raise DatasetError(
             f"MBPP+ file {file} is not JSON lines ({exc}); download it from {MBPP_PLUS_URL}"
         ) from None
-    for row in rows:
+    if not rows:
+        raise DatasetError(f"MBPP+ file {file} has no tasks; download it from {MBPP_PLUS_URL}")
+    for line, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            raise DatasetError(f"MBPP+ file {file}: line {line} is not a task (a JSON object); is it MBPP+?")
         missing = {
             "task_id",
             "prompt",
@@ -341,18 +360,15 @@ def load_mbpp_plus(path: str | os.PathLike | None = None) -> Benchmark:
         task_id, entry = row["task_id"], row["entry_point"]
         oracle = mbpp_oracle(entry)
         atol = row.get("atol") or 0
+        inputs = {part: _mbpp_plus_inputs(file, task_id, row, part) for part in ("base", "plus")}
         problems.append(
             Problem(
                 task_id=task_id,
                 prompt=row["prompt"],
                 entry_point=entry,
                 tests=[
-                    InputTests(
-                        mbpp_plus_deserialize_inputs(task_id, row["base_input"]), "base", atol, oracle
-                    ),
-                    InputTests(
-                        mbpp_plus_deserialize_inputs(task_id, row["plus_input"]), "plus", atol, oracle
-                    ),
+                    InputTests(inputs["base"], "base", atol, oracle),
+                    InputTests(inputs["plus"], "plus", atol, oracle),
                 ],
                 canonical_solution=row["canonical_solution"],
             )

@@ -55,7 +55,15 @@ def _evalplus_available() -> bool:
 
 
 def run_evalplus(dataset: str, samples: list[dict], workdir: Path, env_var: str, data_file: Path) -> dict:
-    """{task_id: (base passed, base+plus passed)} as EvalPlus scores `samples`."""
+    """{task_id: (base passed, base+plus passed)} as EvalPlus scores `samples` (one per task)."""
+    verdicts = {}
+    for task_id, rows in run_evalplus_all(dataset, samples, workdir, env_var, data_file).items():
+        (verdicts[task_id],) = rows
+    return verdicts
+
+
+def run_evalplus_all(dataset: str, samples: list[dict], workdir: Path, env_var: str, data_file: Path) -> dict:
+    """{task_id: [(base passed, base+plus passed) per sample, in the samples' order]} as EvalPlus scores them."""
     require(_evalplus_available(), "evalplus is not installed (pip install -r requirements-dev.txt)")
     path = workdir / f"{dataset}-samples.jsonl"
     path.write_text("".join(json.dumps(s) + "\n" for s in samples))
@@ -67,11 +75,10 @@ def run_evalplus(dataset: str, samples: list[dict], workdir: Path, env_var: str,
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((workdir / f"{dataset}-samples_eval_results.json").read_text())
-    verdicts = {}
-    for task_id, rows in results["eval"].items():
-        (row,) = rows
-        verdicts[task_id] = (row["base_status"] == "pass", row["base_status"] == row["plus_status"] == "pass")
-    return verdicts
+    return {
+        task_id: [(r["base_status"] == "pass", r["base_status"] == r["plus_status"] == "pass") for r in rows]
+        for task_id, rows in results["eval"].items()
+    }
 
 
 def ours(report) -> dict:
