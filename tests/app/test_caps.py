@@ -59,6 +59,7 @@ def test_max_sessions_refuses_a_chat_past_the_total_and_frees_slots_of_idle_kern
     assert reply["executions"][0]["result"]["stdout"] == "42\n"
 
 
+@pytest.mark.browser
 def test_per_client_cap_refuses_a_clients_extra_chat_with_a_clear_message_in_the_page(
     start_app, openai_server, monkeypatch, page
 ):
