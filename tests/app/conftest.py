@@ -64,7 +64,10 @@ class AppProcess:
         return self.tmp / "autocoder-sessions"
 
     def session_dirs(self) -> list[Path]:
-        return sorted(self.sessions_dir.iterdir()) if self.sessions_dir.exists() else []
+        # Folders only: with the disk quota each session also has its `<id>.disk` image beside its folder.
+        return (
+            sorted(p for p in self.sessions_dir.iterdir() if p.is_dir()) if self.sessions_dir.exists() else []
+        )
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
