@@ -280,3 +280,30 @@ def test_a_cancel_event_needs_no_watcher_thread_a_plain_event_gets_one(session):
                 names = [t.name for t in threading.enumerate()]
         assert ("autocoder-loop-cancel" in names) == watcher_expected, names
         assert sum(name.startswith("autocoder-exec-") for name in names) == 1
+
+
+def test_session_kill_and_is_alive_what_the_loop_uses_to_stop_stuck_code():
+    from interpreter.sandboxes.base import SandboxUnavailable
+    from interpreter.sandboxes.select import make_sandbox
+    from interpreter.session import Session
+
+    try:
+        sandbox = make_sandbox("local")
+    except SandboxUnavailable as exc:
+        require(False, f"local sandbox unavailable: {exc}")
+    session = Session(sandbox)
+    try:
+        assert not session.is_alive() and session.kill() is False  # no kernel yet: nothing to kill
+        session.start()
+        assert session.is_alive()
+        session.run_block("python", "kept = 1")
+        # Killed from another thread mid-execution: the call returns, the session restarts, state is lost.
+        threading.Timer(0.5, session.kill).start()
+        result = session.run_block("python", "import time\nwhile True: time.sleep(0.1)")
+        assert result.state_lost and result.status in ("crashed", "memory_limit")
+        assert session.is_alive()
+        again = session.run_block("python", "print(kept)")
+        assert again.error is not None and again.error.name == "NameError"
+    finally:
+        session.close()
+    assert not session.is_alive()
