@@ -53,10 +53,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-# The only import of ours: the leaf result types (training imports this module; it must not pull in the kernel).
+# The only import of ours: the leaf result types (training imports this module; it must not pull in the
+# kernel). RunRecord lived here before interpreter.results; `from interpreter.protocol import RunRecord` works.
 from interpreter.results import ExecutionResult, RunRecord
-
-__all__ = ["RunRecord"]  # re-exported: it lived here before interpreter.results
 
 RUN_START = "<API_RUN_START>"  # public (released checkpoints): opens a block the model wants run
 RUN_STOP = "<API_RUN_STOP>"  # public (released checkpoints): closes it; the model's turn ends here
