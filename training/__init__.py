@@ -10,7 +10,8 @@ Libraries, and why each instead of our own code:
   optimizer/scheduler/RNG state (exact resume), distributed launch integration. No hand-written loop.
   (TRL's SFTTrainer was not needed: its value is chat rendering and masking, which must here be the
   chat's own renderer, checked token by token against the inference path.)
-- `datasets`: reading saved and hub datasets, and the map over records that encodes them.
+- `datasets`: reading saved and hub datasets, the Trainer's dataset, and the multi-process map that
+  encodes records with --num-proc.
 - DeepSpeed (through the Trainer's accelerate integration): ZeRO stage 3 sharding of parameters,
   gradients and optimizer state across GPUs and nodes, as the paper trained; `deepspeed.zero` to edit
   partitioned embedding rows.

@@ -87,15 +87,19 @@ class Encoder:
         return render_dialogue(messages, o.style, o.system_prompt, o.execution_role)
 
     def _ids(self, messages: list[dict], add_generation_prompt: bool) -> list[int]:
-        # The same call as llm.hf.HFBackend.prompt_ids.
-        ids = self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=add_generation_prompt, tokenize=True, return_dict=False
+        return self._batch_ids([messages], add_generation_prompt)[0]
+
+    def _batch_ids(self, conversations: list[list[dict]], add_generation_prompt: bool) -> list[list[int]]:
+        # The call llm.hf.HFBackend.prompt_ids makes, for several conversations at once (the template is
+        # rendered per conversation and the strings tokenized in one batch: the same ids, less overhead).
+        out = self.tokenizer.apply_chat_template(
+            conversations, add_generation_prompt=add_generation_prompt, tokenize=True, return_dict=False
         )
-        if hasattr(ids, "tolist"):
-            ids = ids.tolist()
-        if ids and isinstance(ids[0], list):
-            ids = ids[0]
-        return [int(i) for i in ids]
+        if hasattr(out, "tolist"):
+            out = out.tolist()
+        if len(conversations) == 1 and out and not isinstance(out[0], list):
+            out = [out]
+        return [[int(i) for i in ids] for ids in out]
 
     def prompt_ids(self, messages: list[dict]) -> list[int]:
         """What the chat feeds the model before the next assistant turn of `messages` (a DESIGN.md dialogue)."""
@@ -109,10 +113,10 @@ class Encoder:
         if not turns:
             return Encoded([], [], STATUS_NO_ASSISTANT, note="no assistant turn to train on")
         try:
-            full = self._ids(rendered, False)
+            prompts = self._batch_ids([rendered[:k] for k in turns], True)
+            full, *upto = self._batch_ids([rendered] + [rendered[: k + 1] for k in turns], False)
             spans = []
-            for k in turns:
-                prompt = self._ids(rendered[:k], True)
+            for k, prompt, through in zip(turns, prompts, upto, strict=True):
                 if full[: len(prompt)] != prompt:
                     at = common_prefix_len(full, prompt)
                     return Encoded(
@@ -121,7 +125,7 @@ class Encoder:
                         STATUS_INCONSISTENT,
                         note=f"message {k}: the inference prompt differs from the training ids at token {at}",
                     )
-                end = common_prefix_len(full, self._ids(rendered[: k + 1], False))
+                end = common_prefix_len(full, through)
                 ends = [i for i in range(len(prompt), end) if full[i] in self.eot_ids]
                 spans.append((len(prompt), ends[-1] + 1 if ends else end))
         except Exception as exc:  # jinja's own errors ("roles must alternate", raise_exception)

@@ -7,8 +7,8 @@ The steps of `run_sft(config)`:
    its eos (and the generation_config's), so the chat stops there (`training.tokens`).
 3. The model (bf16 on a GPU, fp32 on CPU; 4-bit nf4 for QLoRA), new embedding rows initialised, LoRA
    adapters through peft when asked (the embedding and output rows of the new tokens then train too).
-4. Dialogues (`training.data`) encoded (`training.encode`, via `datasets.map`), counted by outcome, padded
-   or packed (`training.batching`).
+4. Dialogues (`training.data`) encoded (`training.encode`; `datasets.map` over --num-proc processes),
+   counted by outcome, padded or packed (`training.batching`).
 5. `transformers.Trainer` trains: seeds fixed, checkpoints every `save_steps`, `--resume` continues from
    the last complete checkpoint (after a kill mid-save too), progress lines (`training.progress`).
 6. The model (or adapter), tokenizer, chat template and generation_config are saved in --out, which
@@ -214,25 +214,39 @@ def encode_dataset(config: SFTConfig, tokenizer, eot_ids: list[int]):
         eot_ids,
     )
 
-    def encode(row):
-        e = encoder.encode(json.loads(row["messages"]))
-        return {"input_ids": e.input_ids, "labels": e.labels, "status": e.status, "turns_cut": e.turns_cut}
+    if config.num_proc and config.num_proc > 1:
+        # Many processes through datasets.map (worth it for the pipeline's 100k+ dialogues).
+        def encode(row):
+            e = encoder.encode(json.loads(row["messages"]))
+            return {
+                "input_ids": e.input_ids,
+                "labels": e.labels,
+                "status": e.status,
+                "turns_cut": e.turns_cut,
+            }
 
-    raw = Dataset.from_dict(
-        {"id": [d.id for d in dialogues], "messages": [json.dumps(d.messages) for d in dialogues]}
-    )
-    encoded = raw.map(
-        encode,
-        remove_columns=["messages"],
-        num_proc=config.num_proc,
-        desc="rendering",
-        load_from_cache_file=False,
-    )
-    counts = Counter(encoded["status"])
-    counts["turns_cut"] = sum(encoded["turns_cut"])
-    kept = encoded.filter(lambda row: row["status"] in KEPT, load_from_cache_file=False)
-    kept = kept.select_columns(["input_ids", "labels"])
-    return kept, counts
+        raw = Dataset.from_dict({"messages": [json.dumps(d.messages) for d in dialogues]})
+        encoded = raw.map(
+            encode,
+            remove_columns=["messages"],
+            num_proc=config.num_proc,
+            desc="rendering",
+            load_from_cache_file=False,
+        )
+        rows = list(
+            zip(encoded["input_ids"], encoded["labels"], encoded["status"], encoded["turns_cut"], strict=True)
+        )
+    else:
+        # One process: a plain loop (no JSON and Arrow round trip per record).
+        rows = []
+        for dialogue in dialogues:
+            e = encoder.encode(dialogue.messages)
+            rows.append((e.input_ids, e.labels, e.status, e.turns_cut))
+    counts = Counter(status for _, _, status, _ in rows)
+    counts["turns_cut"] = sum(cut for _, _, _, cut in rows)
+    kept = [(ids, labels) for ids, labels, status, _ in rows if status in KEPT]
+    dataset = Dataset.from_dict({"input_ids": [ids for ids, _ in kept], "labels": [lab for _, lab in kept]})
+    return dataset, counts
 
 
 def describe_counts(counts: Counter) -> str:

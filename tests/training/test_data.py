@@ -157,3 +157,21 @@ def test_render_json(tmp_path):
     assert "<API_RUN_START>" in trained and "Done." in trained and EOT in trained
     assert all(r["label"] in (-100, r["id"]) for r in rows)
     assert not any(r["label"] != -100 for r in rows if r["role"] != "assistant")
+
+
+def test_encoding_in_several_processes_gives_the_same_dataset(tmp_path):
+    from training.sft import encode_dataset, load_tokenizer
+    from training.tokens import add_tokens
+
+    data = write_jsonl(tmp_path / "d.jsonl", training_records(copies=3))
+    config = SFTConfig(
+        base=str(cached_tiny_base()), data=[str(data)], out="-", chat_template="deepseek_coder"
+    )
+    tokenizer = load_tokenizer(config)
+    add_tokens(tokenizer, EOT)
+    tokenizer.eos_token = EOT
+    one, counts_one = encode_dataset(config, tokenizer, [tokenizer.eos_token_id])
+    config.num_proc = 2
+    two, counts_two = encode_dataset(config, tokenizer, [tokenizer.eos_token_id])
+    assert one["input_ids"] == two["input_ids"] and one["labels"] == two["labels"]
+    assert counts_one == counts_two and counts_one["ok"] == 6

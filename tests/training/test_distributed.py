@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require
-from tests.training.test_sft import ROOT, env, losses, sft_command
+from tests.training.cli_runs import ROOT, env, losses, sft_command
 from tests.training.tiny_base import cached_tiny_base, training_records, write_jsonl
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
