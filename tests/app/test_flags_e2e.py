@@ -6,7 +6,8 @@ Flags are grouped per start to keep the file to a few app starts:
   --render-style tokens, --max-rounds, --execution-mode always, --system-prompt, --max-sessions, and a
   double submit to one chat; no container or folder left after a clean stop;
 - the OpenAI backend with --completions --tokenizer (the tiny model's tokenizer renders the prompt),
-  --sandbox none (no isolation, with its warning), the default --render-style demo;
+  --max-retries and --request-timeout (a 503 and a stalled answer retried), --sandbox none (no isolation,
+  with its warning), the default --render-style demo;
 - the hf backend on the tiny model with --quantize 4bit --dtype fp32 and --sandbox auto, which must pick
   docker here (the engine answers and the image exists: the README's rule);
 - the evaluation CLI on the OpenAI backend: a right and a wrong answer scored as such.
@@ -28,6 +29,7 @@ from interpreter.protocol import OUTPUT_START, RUN_START, RUN_STOP
 from tests.app.conftest import REPO, AppProcess
 from tests.app.scripted_model import FINAL, scripted_reply
 from tests.conftest import require
+from tests.fixtures.openai_server import Failure
 from tests.fixtures.tiny_models import EOT, SCENARIOS
 
 pytestmark = [pytest.mark.slow]
@@ -212,12 +214,18 @@ def test_completions_with_tokenizer_and_sandbox_none(
         "none",
         "--execution-mode",
         "auto",
+        "--max-retries",
+        "2",
+        "--request-timeout",
+        "2",
     )
     # The unsandboxed kernel (uid 65534 under root) walks host paths: let it into the app's private TMPDIR
     # (an ordinary TMPDIR, /tmp, is open to all).
     app.tmp.chmod(0o711)
     try:
         assert "UNSANDBOXED" in app.log(), "no warning for --sandbox none"
+        # --max-retries 2 --request-timeout 2: a 503, then an answer 5 s late (timed out), then the reply.
+        openai_server.failures = [Failure(status=503), Failure(stall_s=5)]
         reply = client_of(app).predict(
             f"run: import os; print(os.getuid(), open({str(host_only)!r}).read())", api_name="/chat"
         )
@@ -225,6 +233,8 @@ def test_completions_with_tokenizer_and_sandbox_none(
         expected_uid = 65534 if os.geteuid() == 0 else os.geteuid()
         assert run["result"]["stdout"] == f"{expected_uid} visible without isolation\n", run["result"]
         assert reply["reply"][-1]["content"] == FINAL
+        assert len(openai_server.requests) == 4, "expected 2 retries of the first request, then the follow-up"
+        assert openai_server.requests[0] == openai_server.requests[2]  # the same request, retried
         first, second = openai_server.requests[-2:]
         assert first["path"] == second["path"] == "/v1/completions"
         # The prompt is the tokenizer's chat template, execution tokens intact.
