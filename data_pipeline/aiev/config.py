@@ -157,7 +157,10 @@ def _build(cls, data, where: str):
 
 def _resolve(path: str | None, folder: Path) -> str | None:
     """A path relative to the config file's folder, when such a file exists there (hub ids stay as given)."""
-    if not path or Path(path).is_absolute():
+    if not path:
+        return path
+    path = str(Path(path).expanduser()) if path.startswith("~") else path
+    if Path(path).is_absolute():
         return path
     candidate = folder / path
     return str(candidate) if candidate.exists() else path
