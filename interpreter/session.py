@@ -55,6 +55,8 @@ from interpreter.sandboxes import disk
 from interpreter.sandboxes.base import Sandbox, SessionDirs
 
 OWNER_FILE = "owner"
+# A session folder without an owner file this many seconds after it was made was left by a killed run.
+UNOWNED_STALE_S = 300
 
 _live: weakref.WeakSet[Session] = weakref.WeakSet()
 _live_lock = threading.Lock()
@@ -329,6 +331,12 @@ def _remove_stale_sessions(base: Path) -> None:
             pid_text, _, start = owner.read_text().partition(" ")
             pid = int(pid_text)
         except (OSError, ValueError):
+            # No owner yet: a session being made right now, or a run killed while it made one (after its
+            # disk was mounted, before the owner file was written). Only the latter is this old.
+            with contextlib.suppress(OSError):
+                if root.is_dir() and time.time() - root.lstat().st_ctime > UNOWNED_STALE_S:
+                    disk.unmount(root)
+                    shutil.rmtree(root, ignore_errors=True)
             continue
         if pid != os.getpid() and _owner_id(pid) != f"{pid} {start}":
             disk.unmount(root)

@@ -160,3 +160,33 @@ def test_with_root_a_session_folder_is_a_filesystem_of_the_quota_size(tmp_path):
         dirs.remove()
     assert not dirs.root.exists() and not (tmp_path / "base" / (dirs.root.name + ".disk")).exists()
     assert not os.path.ismount(dirs.root)
+
+
+def test_a_killed_runs_session_folders_and_disks_are_removed_by_the_next_run(tmp_path, monkeypatch):
+    import subprocess
+
+    from interpreter import session as session_module
+    from interpreter.sandboxes.base import SessionDirs
+
+    base = tmp_path / "base"
+    prepare_base_dir(base)
+    # One killed after its disk was mounted but before its owner file was written, one whose owner died.
+    unowned = SessionDirs.create(base, disk_mb=64)
+    orphan = SessionDirs.create(base, disk_mb=64)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (orphan.root / session_module.OWNER_FILE).write_text(f"{dead.pid} 1")
+    mine = SessionDirs.create(base, disk_mb=64)
+    (mine.root / session_module.OWNER_FILE).write_text(session_module._owner_id(os.getpid()))
+    try:
+        monkeypatch.setattr(session_module, "_stale_checked", set())
+        monkeypatch.setattr(session_module, "UNOWNED_STALE_S", 0)
+        session_module._remove_stale_sessions(base)
+        assert sorted(p.name for p in base.iterdir()) == sorted(
+            [mine.root.name] + ([mine.root.name + ".disk"] if mine.quota else [])
+        )
+        for gone in (unowned, orphan):
+            assert not os.path.ismount(gone.root) and not gone.root.exists()
+    finally:
+        for dirs in (unowned, orphan, mine):
+            dirs.remove()
