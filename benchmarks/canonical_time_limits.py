@@ -18,6 +18,7 @@ import argparse
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 GENEROUS = dict(min_s=5.0, factor=8.0)
 
@@ -45,7 +46,12 @@ def main(argv: list[str] | None = None) -> int:
             for label, limits in (("generous", TimeLimits(**GENEROUS)), ("default", TimeLimits())):
                 began = time.monotonic()
                 report = score_problems(
-                    problems, samples, sandbox=sandbox, cache_dir=cache, time_limits=limits, progress=False
+                    problems,
+                    samples,
+                    sandbox=sandbox,
+                    cache_dir=Path(cache),
+                    time_limits=limits,
+                    progress=False,
                 )
                 failed = {t: v[0].why for t, v in report.tasks.items() if not v[0].passed}
                 counts[label] = len(problems) - len(failed)
