@@ -24,6 +24,7 @@ DEFAULT_IDLE_TIMEOUT_S = 1800
 DEFAULT_CONCURRENCY = 2
 DEFAULT_MAX_SESSIONS = 16
 DEFAULT_MAX_SESSIONS_PER_CLIENT = 4
+DEFAULT_RETRY_TEMPERATURE = 0.7
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -57,6 +58,16 @@ def _non_negative_int(value: str) -> int:
     return number
 
 
+def _non_negative_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants a number, got {value!r}") from None
+    if not number >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"wants 0 or more, got {value!r}")
+    return number
+
+
 def _port(value: str) -> int:
     try:
         port = int(value)
@@ -86,6 +97,14 @@ def build_parser() -> OneLineParser:
     add_backend_arguments(model)  # --backend --model --base-url --api-key(-file) ... (llm.options)
     model.add_argument(
         "--system-prompt", default=None, help="system prompt put at the start of every chat (default: none)"
+    )
+
+    model.add_argument(
+        "--retry-temperature",
+        type=_non_negative_float,
+        default=DEFAULT_RETRY_TEMPERATURE,
+        help="temperature of Retry when the Settings panel's is 0, so a retry gives a different answer "
+        f"(default {DEFAULT_RETRY_TEMPERATURE}; 0: retry repeats the greedy answer)",
     )
 
     interp = parser.add_argument_group("interpreter")

@@ -73,8 +73,17 @@ def make_kernel_starter(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
 def make_loop_runner(backend: Any, args: argparse.Namespace) -> LoopRunner:
     """Adapt the app's per-message settings to `interpreter.loop.run_loop`."""
+    from app.activity_log import logged
     from interpreter.loop import LoopConfig, run_loop
     from llm.base import GenerationParams
+    from llm.models import STANDIN_NAME
+
+    loop = run_loop
+    if getattr(backend, "model_id", "") == STANDIN_NAME:
+        from app.standin_prompt import with_examples
+
+        loop = with_examples(run_loop)  # few-shot dialogues in AutoCoder's format (not shown in the chat)
+    loop = logged(loop)  # one log line per execution and per answered message
 
     def run(dialogue, session, settings: Settings, cancel: threading.Event, approve):
         config = LoopConfig(
@@ -87,7 +96,7 @@ def make_loop_runner(backend: Any, args: argparse.Namespace) -> LoopRunner:
             execution_timeout_s=args.exec_timeout,
         )
         ask = approve if settings.execution_mode == "ask" else None
-        return run_loop(backend, dialogue, session, config, cancel=cancel, approve=ask)
+        return loop(backend, dialogue, session, config, cancel=cancel, approve=ask)
 
     return run
 
@@ -105,6 +114,7 @@ def build_context(args: argparse.Namespace, backend: Any = None):
     if args.execution_mode is None:
         args.execution_mode = "auto" if getattr(backend, "speaks_execution_tokens", True) else "always"
     start_kernel, sandbox, pool = make_kernel_starter(args)
+    log.info("sandbox: %s (--sandbox %s)", getattr(sandbox, "name", "?"), args.sandbox)
     chats = ChatSessions(
         start_kernel,
         system_prompt=args.system_prompt,
@@ -124,6 +134,7 @@ def build_context(args: argparse.Namespace, backend: Any = None):
         sandbox_name=getattr(sandbox, "name", args.sandbox),
         pool=pool,
         auth_required=bool(_logins(args)),
+        retry_temperature=getattr(args, "retry_temperature", 0.7),
     ), backend
 
 

@@ -71,6 +71,7 @@ class AppContext:
     sandbox_name: str = ""
     pool: Any = None  # interpreter.pool.SessionPool that start_kernel draws from (closed at exit)
     auth_required: bool = False  # --auth is on: every call needs a signed-in user
+    retry_temperature: float = 0.7  # --retry-temperature: Retry samples when the panel's temperature is 0
 
     @property
     def images(self) -> ImageStore:
@@ -181,7 +182,8 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                     label="Chat",
                     buttons=["copy", "copy_all"],
                     feedback_options=None,
-                    placeholder="Ask for something that needs code, e.g. *plot a sine wave*.",
+                    placeholder="Ask for something that needs code, e.g. *compute the 20th Fibonacci number* or "
+                    "*plot a sine wave and save it as sine.png*.",
                 )
                 with gr.Row():
                     prompt = gr.Textbox(
@@ -302,9 +304,14 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             if chat.running:
                 raise gr.Error("stop the running answer first")
             turn = chat.undo()
-            if turn is None:
-                raise gr.Error("nothing to retry yet")
-            yield from answer(chat, turn.user, _settings(*values))
+            if turn is None:  # a toast, not an error overlay (and no traceback in the log)
+                gr.Warning("nothing to retry yet")
+                yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                return
+            settings = _settings(*values)
+            if settings.temperature == 0:  # greedy would give the identical answer again
+                settings.temperature = ctx.retry_temperature
+            yield from answer(chat, turn.user, settings)
 
         def on_stop(request: gr.Request):
             chat = _peek(ctx, request)
@@ -359,8 +366,9 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
 
         def on_export(kind: str, request: gr.Request):
             chat = _chat(ctx, request)
-            if not chat.turns:
-                raise gr.Error("nothing to export yet")
+            if not chat.turns:  # a toast, not an error overlay
+                gr.Warning("nothing to export yet")
+                return gr.skip()
             folder = ctx.scratch / "exports" / chat.key
             folder.mkdir(parents=True, exist_ok=True)
             stamp = time.strftime("%Y%m%d-%H%M%S")

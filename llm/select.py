@@ -92,13 +92,16 @@ def _load_default(*, quantize, dtype, reuse_cache) -> Backend:
 
 def load_standin(why: str, *, reuse_cache: bool = True, cache_root: str | None = None) -> Backend:
     """The stand-in model as an HF backend whose notice explains why and how to use AutoCoder instead."""
-    from llm.standin import standin_dir
+    from llm.hf import HFBackend
+    from llm.hf_loading import load_model_and_tokenizer
+    from llm.standin import apply_dialogue_format, standin_dir
 
+    # Said once, by whoever shows it (the app's log and page, the evaluation's stderr), not here too.
     notice = STANDIN_NOTICE.format(why=why)
-    log.warning("%s", notice)
     folder = standin_dir(cache_root)
     # fp32 on CPU; quantizing a 270M model buys nothing.
-    backend = _load_hf(str(folder), quantize=None, dtype="auto", reuse_cache=reuse_cache, notice=notice)
-    backend.model_id = STANDIN_NAME
+    lm, tok, _ = load_model_and_tokenizer(str(folder), dtype="auto", quantize=None)
+    apply_dialogue_format(lm, tok)  # the current dialogue format, whichever recipe built the folder
+    backend = HFBackend(lm, tok, reuse_cache=reuse_cache, notice=notice, model_id=STANDIN_NAME)
     backend.speaks_execution_tokens = False
     return backend

@@ -7,8 +7,10 @@ support (which dequantizes it), and saves a plain model folder under the cache d
 The packaged model is the base (pretrained) Gemma 3 270M, not the instruction-tuned one: its GGUF has no
 chat template, and the base model never learnt Gemma's <start_of_turn>/<end_of_turn> turns (given them it
 echoes the question and emits junk tokens such as "payinguser" where a turn marker would go). So it gets a
-plain-text dialogue a base model continues well instead: a short preamble,
-two example exchanges, then "User: ..." / "Assistant: ..." lines. Its turn ends at the next "\nUser:"
+plain-text dialogue a base model continues well instead: a short preamble and
+two example exchanges, then "User: ..." / "Assistant: ..." lines. A system message replaces both preamble
+and examples: the caller then brings its own (the chat's few-shot dialogues in AutoCoder's format live in
+app.standin_prompt, since this package may not spell the execution tokens). Its turn ends at the next "\nUser:"
 (generation_config.stop_strings, which llm.hf honours and does not emit), with a mild repetition penalty
 and a cap on the reply's length.
 
@@ -17,11 +19,13 @@ Deliberately not here: choosing when to fall back (llm.select) and generation (l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from llm.base import BackendError
@@ -29,7 +33,7 @@ from llm.models import STANDIN_PACKAGE
 
 log = logging.getLogger(__name__)
 
-# The plain-text dialogue for the base model. A system message replaces the preamble; the examples show
+# The plain-text dialogue for the base model. A system message replaces the preamble and the examples; these show
 # the length and shape of an answer (short; code in a fenced python block), which a base model copies.
 BASE_PREAMBLE = (
     "The following is a conversation between a user and a helpful assistant. The assistant answers "
@@ -45,9 +49,9 @@ BASE_END_OF_TURN = "\nUser:"  # the model starting the user's next line ends its
 BASE_CHAT_TEMPLATE = (
     "{{ bos_token }}"
     "{% if messages and messages[0]['role'] == 'system' %}"
-    "{{ messages[0]['content'] | trim }}{% set loop_messages = messages[1:] %}"
-    "{% else %}{{ " + json.dumps(BASE_PREAMBLE) + " }}{% set loop_messages = messages %}{% endif %}"
-    "{{ '\\n\\n' + " + json.dumps(BASE_EXAMPLES) + " }}"
+    "{{ messages[0]['content'] | trim }}{{ '\\n\\n' }}{% set loop_messages = messages[1:] %}"
+    "{% else %}{{ " + json.dumps(BASE_PREAMBLE) + " }}"
+    "{{ '\\n\\n' + " + json.dumps(BASE_EXAMPLES) + " }}{% set loop_messages = messages %}{% endif %}"
     "{% for message in loop_messages %}"
     "{% if message['role'] == 'assistant' %}"
     "{{ 'Assistant: ' }}{% generation %}{{ message['content'] | trim }}{% endgeneration %}"
@@ -107,17 +111,52 @@ def _convert(gguf: Path, out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16)
+    with _one_gguf_parse():
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16)
     # The weights are dequantized now: drop the GGUF marker so the folder saves and loads as a plain model.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    # The packaged GGUF is the base model, with no chat template: give it a plain-text dialogue it
-    # continues well (see the module docstring), ended by a stop string rather than a turn token.
+    apply_dialogue_format(model, tokenizer)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def apply_dialogue_format(model, tokenizer) -> None:
+    """The packaged GGUF is the base model, with no chat template: give it a plain-text dialogue it
+    continues well (see the module docstring), ended by a stop string rather than a turn token.
+
+    Applied at every load as well as saved in the folder, so a change here needs no rebuild of the folder."""
     tokenizer.chat_template = BASE_CHAT_TEMPLATE
     model.generation_config.stop_strings = [BASE_END_OF_TURN]
     model.generation_config.repetition_penalty = BASE_REPETITION_PENALTY
     model.generation_config.max_new_tokens = BASE_MAX_NEW_TOKENS
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+
+
+@contextlib.contextmanager
+def _one_gguf_parse() -> Iterator[None]:
+    """Parse the GGUF file's header once for the whole conversion, not once per transformers call.
+
+    Why: transformers has no fast GGUF path for Gemma 3 yet, so its tokenizer's config lookup, the model's
+    config and the model's weights each build a `gguf.GGUFReader`, and that reader's header parse (262,144
+    vocabulary strings, each a numpy memmap view) is where most of the first start went: measured at
+    ~3 x 40 s of the old ~60 s on an idle machine. The reader only reads a memory-mapped file, so one
+    reader per path is shared while the conversion runs; the patch is undone on exit.
+    """
+    import gguf
+
+    original = gguf.GGUFReader
+    readers: dict[tuple, object] = {}
+
+    def shared_reader(path, mode="r", *args, **kwargs):
+        key = (str(path), mode, args, tuple(sorted(kwargs.items())))
+        if key not in readers:
+            readers[key] = original(path, mode, *args, **kwargs)
+        return readers[key]
+
+    gguf.GGUFReader = shared_reader
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original

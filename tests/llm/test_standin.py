@@ -9,7 +9,7 @@ import pytest
 from llm.base import GenerationParams, StreamStats
 from llm.models import DEFAULT_MODEL
 from llm.select import load_backend
-from llm.standin import BASE_END_OF_TURN, BASE_EXAMPLES
+from llm.standin import BASE_END_OF_TURN, BASE_EXAMPLES, BASE_PREAMBLE
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
@@ -38,12 +38,15 @@ def test_standin_folder_is_a_plain_hf_model_with_a_dialogue_a_base_model_continu
     folder = Path(standin.model.name_or_path)
     assert (folder / "model.safetensors").exists() and not list(folder.glob("*.gguf"))
     assert "quantization_config" not in (folder / "config.json").read_text()
+    prompt = standin.tokenizer.decode(standin.prompt_ids([{"role": "user", "content": "Hi"}]))
+    # The packaged GGUF is the base model: no Gemma turn tokens, <bos> exactly once, the examples, then Hi.
+    assert prompt.startswith("<bos>" + BASE_PREAMBLE + "\n\n" + BASE_EXAMPLES) and prompt.count("<bos>") == 1
+    assert prompt.endswith("User: Hi\nAssistant:") and "<start_of_turn>" not in prompt
+    # A system message replaces preamble and examples (the chat brings its own: app.standin_prompt).
     prompt = standin.tokenizer.decode(
         standin.prompt_ids([{"role": "system", "content": "S"}, {"role": "user", "content": "Hi"}])
     )
-    # The packaged GGUF is the base model: no Gemma turn tokens, <bos> exactly once, the examples, then Hi.
-    assert prompt.startswith("<bos>S\n\n" + BASE_EXAMPLES) and prompt.count("<bos>") == 1
-    assert prompt.endswith("User: Hi\nAssistant:") and "<start_of_turn>" not in prompt
+    assert prompt == "<bos>S\n\nUser: Hi\nAssistant:"
     assert standin.model.generation_config.stop_strings == [BASE_END_OF_TURN]
 
 
