@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -180,3 +181,15 @@ def test_adapter_trains_merges_and_reloads(tmp_path, data, kind):
     model, tok, _ = load_model_and_tokenizer(str(merged), quantize="none")
     HFBackend(model, tok)  # the chat accepts it (template, end-of-turn)
     assert tok.eos_token == EOT
+
+
+def test_packing_run(tmp_path, data):
+    out = tmp_path / "packed"
+    log = run_cli(
+        sft_command(data, out, "--packing", "--micro-batch", "2", "--max-steps", "20", "--lr", "5e-3")
+        + ["--save-steps", "1000"]
+    )
+    assert re.search(r"packing: 16 dialogues in 4 rows; non-padding share \S+ packed vs \S+ padded", log), log
+    values = losses(log)
+    assert values[-1] < values[0] / 2, values
+    assert (out / "model.safetensors").exists()
