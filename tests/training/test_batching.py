@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.training.tiny_base import cached_tiny_base
 from training.batching import PackedCollator, PadCollator, non_padding_share, pack, packed_rows
 from training.encode import IGNORE_INDEX
+
+pytestmark = pytest.mark.model  # builds (or loads) the tiny base model
 
 
 def test_pack_fits_every_sequence_once():

@@ -12,6 +12,8 @@ from tests.training.tiny_base import EOT, cached_tiny_base, training_records, wr
 from training.config import ConfigError, SFTConfig, load_config_file
 from training.data import DataError, load_dialogues
 
+pytestmark = pytest.mark.model  # builds (or loads) the tiny base model
+
 
 def test_jsonl_file_folder_and_datasets_folder(tmp_path):
     from datasets import Dataset

@@ -20,6 +20,8 @@ from training.encode import (
 from training.templates import load_chat_template
 from training.tokens import add_tokens
 
+pytestmark = pytest.mark.model  # builds (or loads) the tiny base model
+
 
 @pytest.fixture(scope="module")
 def base_path():

@@ -8,6 +8,8 @@ from interpreter.protocol import SPECIAL_TOKENS
 from tests.training.tiny_base import EOT, cached_tiny_base
 from training.tokens import RESIZE_MULTIPLE, prepare_tokens
 
+pytestmark = pytest.mark.model  # builds (or loads) the tiny base model
+
 
 def _load(padded: bool):
     from transformers import AutoModelForCausalLM, AutoTokenizer
