@@ -197,3 +197,19 @@ def test_taught_dialogue_renders_its_execution_from_runs(base_path):
     encoded = Encoder(tok, EncodeOptions(style="demo")).encode(taught_dialogue(), with_roles=True)
     text = tok.decode(encoded.input_ids, skip_special_tokens=False)
     assert "result.stdout:\n42" in text and OUTPUT_START not in text
+
+
+@pytest.mark.parametrize("template,eot", [("deepseek_coder", EOT), ("codeqwen", "<|im_end|>")])
+def test_generation_blocks_mark_what_is_trained(base_path, template, eot):
+    """The shipped templates' {% generation %} blocks (transformers' assistant masks, TRL's assistant-only
+    loss) mark exactly the tokens this package trains on."""
+    tok = _tokenizer(base_path, template, eot)
+    dialogue = _dialogue()
+    encoded = Encoder(tok, EncodeOptions(style="tokens")).encode(dialogue)
+    rendered = render_dialogue(dialogue, "tokens")
+    out = tok.apply_chat_template(
+        rendered, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
+    mask = out["assistant_masks"][: len(encoded.input_ids)]
+    assert out["input_ids"][: len(encoded.input_ids)] == encoded.input_ids
+    assert mask == [int(label != IGNORE_INDEX) for label in encoded.labels]
