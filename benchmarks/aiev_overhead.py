@@ -1,6 +1,6 @@
 """The orchestration's own share of an AIEV-Instruct round (`python -m data_pipeline aiev`).
 
-Run: `python -m benchmarks.aiev_overhead [--rounds 2] [--round-size 20] [--latency 0.05] [--steps 60]`.
+Run: `python -m benchmarks.aiev_overhead [--rounds 2] [--round-size 20] [--latency 0.05] [--steps 100]`.
 
 Each round runs in-process, exactly as the command runs it (data_pipeline.aiev.rounds.Rounds.run_round),
 against the tests' scripted aiev teacher over real HTTP (answering every call after `--latency` seconds), the
@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="rounds to run (default 2)")
     parser.add_argument("--round-size", type=int, default=20, help="verified items per round (default 20)")
     parser.add_argument("--latency", type=float, default=0.05, help="teacher seconds per call (default 0.05)")
-    parser.add_argument("--steps", type=int, default=60, help="training steps per round (default 60)")
+    parser.add_argument("--steps", type=int, default=100, help="training steps per round (default 100)")
     parser.add_argument("--concurrency", type=int, default=4, help="generate --concurrency (default 4)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -57,4 +57,4 @@ def cmd_aiev(args) -> int:
 def cmd_report(args) -> int:
     from data_pipeline.aiev.report import print_report
 
-    return print_report(args.dir, plot=args.plot, as_json=args.json)
+    return print_report(args.dir, plot_path=args.plot, as_json=args.json)

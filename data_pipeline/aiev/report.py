@@ -117,8 +117,7 @@ def plot(data: list[dict], path: str | Path) -> Path:
     return path
 
 
-def print_report(folder: str | Path, plot_path: str | Path | None = None, as_json: bool = False, **kw) -> int:
-    plot_path = kw.get("plot", plot_path)
+def print_report(folder: str | Path, plot_path: str | Path | None = None, as_json: bool = False) -> int:
     data = rows(folder)
     print(json.dumps(data, indent=2) if as_json else table(data))
     written = plot(data, plot_path or Path(folder) / PLOT_FILE)
