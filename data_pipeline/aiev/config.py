@@ -209,7 +209,25 @@ def validate(config: AievConfig) -> AievConfig:
     clash = sorted(owned & {a.split("=", 1)[0] for a in config.generation})
     if clash:
         raise ConfigError(f"generation: {clash[0]} is set by aiev for each round; remove it")
+    _check_generation_flags(config.generation)
     return config
+
+
+def _check_generation_flags(flags: list[str]) -> None:
+    """The generator's own parser judges the extra flags now, not rounds later (argparse's line, reworded)."""
+    import contextlib
+    import io
+
+    from data_pipeline.cli import build_parser
+
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            build_parser().parse_args(["generate", "--seeds", "-", "--out", "-", *flags])
+    except SystemExit:
+        lines = err.getvalue().strip().splitlines()
+        why = lines[-1].split("error: ", 1)[-1] if lines else "not accepted"
+        raise ConfigError(f"generation: {why}") from None
 
 
 def load_config(path: str | Path) -> AievConfig:

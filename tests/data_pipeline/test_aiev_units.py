@@ -59,6 +59,11 @@ def test_example_config_loads():
         ({"training": {"start_from": "scratch"}}, "training.start_from: must be one of base, last"),
         ({"training": {"launcher": "'unclosed"}}, "training.launcher: not a command"),
         ({"generation": ["--out", "x"]}, "generation: --out is set by aiev for each round"),
+        (
+            {"generation": ["--concurrency", "many"]},
+            "generation: argument --concurrency: invalid int value: 'many'",
+        ),
+        ({"generation": ["--colour"]}, "generation: unrecognized arguments: --colour"),
         ({"student": {"base": "m", "server": {"model": "s"}}}, "student.server.base_url: missing"),
     ],
 )
@@ -130,6 +135,7 @@ def _item(tests: str) -> dict:
     }
 
 
+@pytest.mark.local_sandbox
 def test_item_problem_scored_in_the_sandbox(local_sandbox_ok):
     from evaluation.scoring import make_eval_sandbox, score_problems
 
