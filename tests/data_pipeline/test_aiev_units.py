@@ -180,3 +180,46 @@ def test_split_is_seeded_and_one_to_nine(tmp_path):
     test = [json.loads(x)["id"] for x in (tmp_path / "run/rounds/r00/test.jsonl").read_text().splitlines()]
     train = [json.loads(x)["id"] for x in (tmp_path / "run/rounds/r00/train.jsonl").read_text().splitlines()]
     assert sorted(test) == splits[2]["test_ids"] and not set(test) & set(train) and len(train) == 45
+
+
+def test_generator_flags_for_each_stage(tmp_path):
+    """The generator gets the teacher, then the latest student in-process (hf) or the named server; the
+    flags go through the generator's own parser and its backend selection."""
+    from data_pipeline.aiev.config import AievConfig, Endpoint
+    from data_pipeline.aiev.rounds import Rounds
+    from data_pipeline.cli import build_parser
+    from data_pipeline.generate import backend_flags
+
+    config = AievConfig(seeds="x", generation=["--concurrency", "3"])
+    config.teacher = Endpoint(base_url="http://teacher/v1", model="gpt-4-turbo", api_key_file="/k")
+    config.student.dtype = "fp32"
+    rounds = Rounds(config, tmp_path / "run")
+    rounds.state.start("r00.train", {})
+    rounds.state.finish("r00.train", {"checkpoint": "/ckpt/r00"}, 1.0)
+    rounds.state.start("r00.decide", {})
+    rounds.state.finish("r00.decide", {"stage_after": "self-learning"}, 0.0)
+
+    def parsed(round_no):
+        return build_parser().parse_args(
+            rounds.generator_argv(round_no, tmp_path / "s.jsonl", tmp_path / "g")
+        )
+
+    teaching = parsed(0)
+    assert (teaching.stage, teaching.teacher_backend, teaching.concurrency) == ("teaching", "openai", 3)
+    assert backend_flags(teaching, "teacher").base_url == "http://teacher/v1"
+    student = parsed(1)
+    assert (student.stage, student.teacher_backend, student.teacher_model) == (
+        "self-learning",
+        "hf",
+        "/ckpt/r00",
+    )
+    flags = backend_flags(student, "teacher")
+    assert (flags.backend, flags.model, flags.dtype) == ("hf", "/ckpt/r00", "fp32")
+    config.student.server = Endpoint(base_url="http://vllm:8000/v1", model="autocoder")
+    served = parsed(1)
+    assert (served.stage, served.teacher_backend, served.teacher_base_url) == (
+        "self-learning",
+        "openai",
+        "http://vllm:8000/v1",
+    )
+    assert backend_flags(served, "teacher").model == "autocoder"
