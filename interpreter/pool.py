@@ -62,13 +62,19 @@ class SessionPool:
                     session.close()
             session = None
         with self._lock:
-            self._starting -= 1
             if session is not None and not self._closed:
                 self._ready.append(session)
                 session = None
-            self._changed.notify_all()
-        if session is not None:  # the pool closed while it started
+            if session is None:
+                self._starting -= 1
+                self._changed.notify_all()
+                return
+        try:  # the pool closed while it started: close it before close() stops waiting for it
             session.close()
+        finally:
+            with self._lock:
+                self._starting -= 1
+                self._changed.notify_all()
 
     def acquire(self, wait_s: float = 0.0) -> Session:
         """A started session of one's own. Waits up to `wait_s` for a warming one, else starts one now."""
@@ -106,13 +112,18 @@ class SessionPool:
                 lambda: len(self._ready) >= self.size or not self._starting, timeout=timeout_s
             )
 
-    def close(self) -> None:
+    def close(self, wait_s: float = 30.0) -> None:
+        """Close the sessions waiting in the pool, and wait (up to `wait_s`) for those still starting: each
+        closes itself when it sees the pool closed. Without the wait, a server stopping while a warm kernel
+        boots would exit under it and leave its session folder (and container) behind."""
         with self._lock:
             self._closed = True
             sessions = list(self._ready)
             self._ready.clear()
         for session in sessions:
             session.close()
+        with self._lock:
+            self._changed.wait_for(lambda: not self._starting, timeout=wait_s)
 
     def __enter__(self) -> SessionPool:
         return self

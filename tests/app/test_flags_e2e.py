@@ -19,8 +19,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -196,13 +198,13 @@ def test_completions_with_tokenizer_and_sandbox_none(
 ):
     openai_server.reply_for = completion_script
     monkeypatch.setenv("OPENAI_API_KEY", openai_server.api_key)
-    host_only = tmp_path / "host-only.txt"  # on the host, outside every session folder
+    # A host file outside every session folder, where the kernel (uid 65534 under root) may walk: not under
+    # pytest's tmp_path, whose root pytest keeps at 0700.
+    outside = Path(tempfile.mkdtemp(prefix="acnone-"))
+    outside.chmod(0o711)
+    host_only = outside / "host-only.txt"
     host_only.write_text("visible without isolation")
     host_only.chmod(0o644)
-    for folder in (tmp_path, *tmp_path.parents):
-        if folder == Path("/"):
-            break
-        folder.chmod(folder.stat().st_mode | 0o005)  # the kernel runs as 65534 under root: let it walk in
     app = start(
         tmp_path,
         "completions-none",
@@ -244,6 +246,7 @@ def test_completions_with_tokenizer_and_sandbox_none(
         assert f"{RUN_STOP}{EOT}<|user|>result.stdout:\n{expected_uid} visible" in second["prompt"]
     finally:
         code = app.stop()
+        shutil.rmtree(outside, ignore_errors=True)
     assert code == 0, app.log()[-3000:]
     assert app.session_dirs() == []
 

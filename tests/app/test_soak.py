@@ -8,6 +8,10 @@ restart. The numbers (p50/p95 latency, peak memory) are printed, not asserted: t
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 
 from benchmarks.soak import soak
@@ -21,7 +25,7 @@ MAX_PEAK_RSS_MB = 3000
 MAX_GROWTH_MB = 400
 
 
-def test_twelve_users_three_messages_each_then_kill_and_restart(tmp_path):
+def test_twelve_users_three_messages_each_then_kill_and_restart():
     from interpreter.sandboxes.base import SandboxUnavailable
     from interpreter.sandboxes.select import make_sandbox
 
@@ -29,7 +33,13 @@ def test_twelve_users_three_messages_each_then_kill_and_restart(tmp_path):
         make_sandbox("docker")
     except SandboxUnavailable as exc:
         require(False, f"docker sandbox unavailable: {exc}")
-    report = soak(users=12, messages=3, sandbox="docker", work=tmp_path)
+    # A short folder of its own (not pytest's tmp_path): session folders hold IPC sockets, whose paths are
+    # limited to ~100 bytes.
+    work = Path(tempfile.mkdtemp(prefix="acsoak-"))
+    try:
+        report = soak(users=12, messages=3, sandbox="docker", work=work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     print("\n".join(report.lines()))
     assert report.errors == []
     assert len(report.latencies_s) == 12 * 3
