@@ -1,7 +1,7 @@
 """Few-shot dialogues that teach the small stand-in model AutoCoder's format, and the loop wrapper using them.
 
 The stand-in (Gemma 3 270M, a base model; see llm.standin) never learnt the execution tokens. A base model
-copies the shape of the text before it, so every stand-in generation sees a few short example exchanges in
+copies the shape of the text before it, so every stand-in generation sees six short example exchanges in
 AutoCoder's own format first: one sentence of explanation, a block wrapped in RUN_START```python ...
 ```RUN_STOP, the execution's result as the loop renders it, then a one-line answer. The examples are
 dialogue messages like the user's own (user, assistant, execution turns), so the chat template renders
@@ -29,26 +29,13 @@ STANDIN_SYSTEM = (
     "Python code, which is run, and then states the answer in one line."
 )
 
-# (question, one sentence, code, what the code printed, one-line answer)
+# (question, one sentence, code, what the code printed, one-line answer). The plain arithmetic one comes
+# last on purpose: a 270M base model copies the nearest example when unsure, and print(expression) is the
+# pattern most tasks need.
 _EXAMPLES: tuple[tuple[str, str, str, str, str], ...] = (
-    ("Compute 12 * 34.", "I will compute it with Python.", "print(12 * 34)", "408", "12 * 34 is 408."),
-    (
-        "Reverse the string 'python' and make it upper case.",
-        "I will reverse the string with a slice and call upper().",
-        "text = 'python'\nprint(text[::-1].upper())",
-        "NOHTYP",
-        "The result is NOHTYP.",
-    ),
-    (
-        "Sort the list [8, 2, 6, 4] and print the smallest number.",
-        "I will sort the list and take its first element.",
-        "numbers = sorted([8, 2, 6, 4])\nprint(numbers)\nprint(numbers[0])",
-        "[2, 4, 6, 8]\n2",
-        "The sorted list is [2, 4, 6, 8] and the smallest number is 2.",
-    ),
     (
         "Plot a cosine curve and save it as cosine.png.",
-        "I will plot it with matplotlib and save the figure.",
+        "I will plot a cosine curve with matplotlib and save it as cosine.png.",
         "import numpy as np\nimport matplotlib.pyplot as plt\nx = np.linspace(0, 10, 100)\n"
         "plt.plot(x, np.cos(x))\nplt.savefig('cosine.png')\nprint('saved cosine.png')",
         "saved cosine.png",
@@ -56,10 +43,38 @@ _EXAMPLES: tuple[tuple[str, str, str, str, str], ...] = (
     ),
     (
         "The file data.csv has columns name and age. Print the mean of the age column.",
-        "I will read the file with pandas and compute the mean.",
+        "I will read data.csv with pandas and print the mean of the age column.",
         "import pandas as pd\ndf = pd.read_csv('data.csv')\nprint(df['age'].mean())",
         "31.5",
         "The mean age is 31.5.",
+    ),
+    (
+        "Sort the list [8, 2, 6, 4] in descending order.",
+        "I will sort the list [8, 2, 6, 4] with sorted and reverse=True.",
+        "numbers = [8, 2, 6, 4]\nprint(sorted(numbers, reverse=True))",
+        "[8, 6, 4, 2]",
+        "The sorted list is [8, 6, 4, 2].",
+    ),
+    (
+        "Reverse the string 'python'.",
+        "I will reverse the string 'python' with the slice [::-1].",
+        "text = 'python'\nprint(text[::-1])",
+        "nohtyp",
+        "The reversed string is nohtyp.",
+    ),
+    (
+        "What is the length of the string 'banana'?",
+        "I will print the length of the string 'banana' with len.",
+        "text = 'banana'\nprint(len(text))",
+        "6",
+        "The length is 6.",
+    ),
+    (
+        "Compute 12 * 34 + 5.",
+        "I will compute 12 * 34 + 5 with Python.",
+        "print(12 * 34 + 5)",
+        "413",
+        "12 * 34 + 5 is 413.",
     ),
 )
 
