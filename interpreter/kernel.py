@@ -22,26 +22,34 @@ What it guarantees per `execute`:
   says so (status "error", state lost).
 
 What it deliberately does not do: choose or build the sandbox (see `interpreter.sandboxes`), run shell
-blocks (see `interpreter.session`), or keep kernels warm (see `interpreter.pool`).
+blocks (see `interpreter.session`), keep kernels warm (see `interpreter.pool`), frame or sign messages
+(`interpreter.wire`), buffer and cap output (`interpreter.output`), or hold the kernel-side code as text
+(it is a real module, interpreter/kernel_prelude.py, read and sent at each kernel start).
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
-import hashlib
-import hmac
+import functools
 import json
 import os
-import re
 import secrets
 import shutil
 import stat
 import threading
 import time
-import uuid
-from collections import deque
-from collections.abc import Callable
-from datetime import UTC, datetime
+from pathlib import Path
+
+# Output buffering and the wire live in their own modules; the names other modules import from here keep
+# working (re-exported).
+from interpreter.output import (  # noqa: F401 - re-exported
+    DEFAULT_OUTPUT_CAP_CHARS,
+    RICH_OUTPUT_CAP_CHARS,
+    ExecutionOutput,
+    OutputCallback,
+    strip_ansi,
+)
 
 # The result types live in a leaf module (protocol and training import them without the kernel); they are
 # re-exported here so `from interpreter.kernel import ExecutionResult` keeps working.
@@ -54,14 +62,9 @@ from interpreter.results import (  # noqa: F401 - re-exported
     ExecutionError,
     ExecutionResult,
 )
+from interpreter.wire import Wire
 
-# Called with ("stdout" | "stderr", text) as output arrives, so a UI can stream it.
-OutputCallback = Callable[[str, str], None]
-
-DEFAULT_OUTPUT_CAP_CHARS = 100_000
 DEFAULT_EXECUTION_TIMEOUT_S = 30.0  # seconds one execution may run; the one default for every caller
-# Rich outputs (images, html) beyond this many characters per execution are replaced by a note.
-RICH_OUTPUT_CAP_CHARS = 20_000_000
 # What the host's kernel sockets may hold. The kernel runs untrusted code that holds the connection key, so
 # it can send anything on its own sockets, at any time (also between executions, when nobody reads): every
 # receive queue is finite (RCVHWM messages, each at most MAX_MESSAGE_BYTES; the kernel's own publisher
@@ -85,325 +88,42 @@ SEND_TIMEOUT_MS = 1000
 # kernel's publisher drops messages under flood).
 IDLE_AFTER_REPLY_S = 2.0
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
-
 # The kernel stops forwarding a cell's output after this multiple of the host's cap, keeping a tail it
 # sends when the cell ends (with a count the host adds to `dropped_chars`). Without it a tight print loop
 # outruns the host and piles gigabytes into the kernel's own buffers until the memory limit kills it.
 KERNEL_CAP_FACTOR = 2
-DROPPED_TOKEN = re.compile(r"\x1eautocoder-dropped:(\d+)\x1e")
-
-_KERNEL_PRELUDE = """
-def _autocoder_import_paths():
-    # The kernel starts isolated (python -I, see interpreter.sandboxes.local.kernel_argv): while ipykernel
-    # starts, neither the working folder nor PYTHONPATH (/pkgs) is on sys.path, so nothing the code or a
-    # package wrote there runs at start-up (a shadowing ipykernel_launcher.py, a sitecustomize.py, a .pth
-    # file). From here on the code's own imports see both, as in plain Python: the working folder, then
-    # the installed packages, after the standard library. /pkgs is a plain path entry, never a site
-    # folder, so .pth files in it are never processed.
-    import os, sys
-
-    extra = [""] + [path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path]
-    for index, path in enumerate(sys.path):
-        if os.path.basename(path) in ("site-packages", "dist-packages"):
-            break
-    else:
-        index = len(sys.path)
-    sys.path[index:index] = [path for path in extra if path not in sys.path]
+# The kernel-side code, sent as source at every kernel start (interpreter/kernel_prelude.py).
+PRELUDE_PATH = Path(__file__).with_name("kernel_prelude.py")
 
 
-_autocoder_import_paths()
-del _autocoder_import_paths
+@functools.cache
+def _prelude_source() -> tuple[str, tuple[str, ...]]:
+    """The prelude's code without its module docstring, and its top-level names (read once per process)."""
+    source = PRELUDE_PATH.read_text(encoding="utf-8")
+    body = ast.parse(source).body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        # The docstring is for readers of the file; sent, it would become the user's `__doc__`.
+        source = "\n".join(source.splitlines()[body[0].end_lineno :]) + "\n"
+        body = body[1:]
+    names = tuple(node.name for node in body if isinstance(node, ast.FunctionDef | ast.ClassDef)) + tuple(
+        target.id
+        for node in body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    )
+    return source, names
 
 
-def _autocoder_cap_output(limit, tail_limit):
-    import collections, sys
-    state = {"seen": 0, "dropped": {}, "tail": collections.deque(), "tail_len": 0}
-    originals = {}
-
-    def wrap(name, stream):
-        original = originals[name] = stream.write
-
-        def write(text):
-            if not isinstance(text, str):
-                return original(text)
-            size = len(text)
-            room = limit - state["seen"]
-            state["seen"] += size
-            if room >= size:
-                return original(text)
-            if room > 0:
-                original(text[:room])
-                text = text[room:]
-            state["tail"].append((name, text))
-            state["tail_len"] += len(text)
-            while state["tail_len"] > tail_limit:
-                first_name, first = state["tail"][0]
-                cut = min(len(first), state["tail_len"] - tail_limit)
-                state["dropped"][first_name] = state["dropped"].get(first_name, 0) + cut
-                state["tail_len"] -= cut
-                if cut == len(first):
-                    state["tail"].popleft()
-                else:
-                    state["tail"][0] = (first_name, first[cut:])
-            return size
-
-        stream.write = write
-
-    def reset(*args):
-        state.update(seen=0, dropped={}, tail=collections.deque(), tail_len=0)
-
-    def finish(*args):
-        for name, count in state["dropped"].items():
-            originals[name]("\\x1eautocoder-dropped:%d\\x1e" % count)
-        for name, text in state["tail"]:
-            originals[name](text)
-        reset()
-
-    def start_cell(*args):
-        # Wrap here, not in the setup cell: IPython restores the streams' write when a cell ends.
-        if not originals:
-            wrap("stdout", sys.stdout)
-            wrap("stderr", sys.stderr)
-        reset()
-
-    # ipykernel echoes everything written to fd 1/2 (subprocesses, C code) to the kernel's original
-    # stdout/stderr as well. After start-up nobody reads those: point them at /dev/null so the echo costs
-    # nothing and cannot lag behind (a lagging echo delivers a dead subprocess's output into the next cell).
-    import os
-
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    for stream in (sys.stdout, sys.stderr):
-        fd = getattr(stream, "_original_stdstream_copy", None)
-        if isinstance(fd, int):
-            os.dup2(devnull, fd)
-    os.close(devnull)
-    # ipykernel interrupts its whole process group (so a running `subprocess.run` child stops too) only when
-    # the kernel leads that group; inside a jail it usually does not (bwrap's init does).
-    try:
-        os.setpgid(0, 0)
-    except OSError:
-        pass
-
-    shell = get_ipython()
-    if hasattr(shell, "_tee"):
-        # IPython 9 copies every write of every cell into history_manager.outputs and never frees it: a print
-        # loop would fill the kernel's memory however little reaches the host. Nothing here reads it.
-        import contextlib
-
-        shell._tee = lambda channel: contextlib.nullcontext()
-    shell.events.register("pre_run_cell", start_cell)
-    shell.events.register("post_run_cell", finish)
-
-
-_autocoder_cap_output(LIMIT, TAIL)
-del _autocoder_cap_output
-"""
-
-INPUT_MESSAGE = (
-    "input() is not available: code runs without a keyboard. Put the values in the code instead "
-    "(e.g. replace input() with a literal)."
-)
+def prelude_code(limit: int, tail_limit: int) -> str:
+    """The kernel-side setup as one cell: define, run with the caps, then delete every name it defined
+    (it runs in the user's namespace)."""
+    source, names = _prelude_source()
+    return f"{source}\n_autocoder_setup({limit}, {tail_limit}, get_ipython())\ndel {', '.join(names)}\n"
 
 
 class KernelStartError(RuntimeError):
     """The kernel did not come up; the message says why in one line."""
-
-
-def strip_ansi(text: str) -> str:
-    return _ANSI.sub("", text)
-
-
-class _CappedStream:
-    """Keeps the first and last `cap // 2` characters of a stream and counts what fell in between."""
-
-    def __init__(self, cap: int) -> None:
-        self.head_cap = cap // 2
-        self.tail_cap = cap - self.head_cap
-        self.head: list[str] = []
-        self.head_len = 0
-        self.tail: deque[str] = deque()
-        self.tail_len = 0
-        self.dropped = 0
-
-    def add(self, text: str) -> str:
-        """Store `text`; return the part that is still within the head (what may be streamed live)."""
-        live = ""
-        room = self.head_cap - self.head_len
-        if room > 0:
-            live = text[:room]
-            self.head.append(live)
-            self.head_len += len(live)
-            text = text[room:]
-        if text:
-            self.tail.append(text)
-            self.tail_len += len(text)
-            while self.tail_len > self.tail_cap:
-                excess = self.tail_len - self.tail_cap
-                first = self.tail[0]
-                if len(first) <= excess:
-                    self.tail.popleft()
-                    self.tail_len -= len(first)
-                    self.dropped += len(first)
-                else:
-                    self.tail[0] = first[excess:]
-                    self.tail_len -= excess
-                    self.dropped += excess
-        return live
-
-    @property
-    def full(self) -> bool:
-        return self.head_len >= self.head_cap
-
-    def text(self) -> str:
-        head = "".join(self.head)
-        tail = "".join(self.tail)
-        if self.dropped:
-            return f"{head}\n[... {self.dropped} characters dropped: output limit reached ...]\n{tail}"
-        return head + tail
-
-
-class _Execution:
-    """Collects what one execute_request produces."""
-
-    def __init__(self, msg_id: str, cap: int, on_output: OutputCallback | None) -> None:
-        self.msg_id = msg_id
-        self.streams = {"stdout": _CappedStream(cap), "stderr": _CappedStream(cap)}
-        self.on_output = on_output
-        self.outputs: list[dict] = []
-        self.rich_chars = 0
-        self.rich_dropped = 0
-        self.error: ExecutionError | None = None
-        self.reply: dict | None = None
-        self.idle = False
-        self.cut_notice_sent = {"stdout": False, "stderr": False}
-
-    def stream(self, name: str, text: str) -> None:
-        name = name if name in self.streams else "stdout"
-        capped = self.streams[name]
-        if "\x1e" in text:
-            # The kernel's own cap reports what it dropped (see _KERNEL_PRELUDE).
-            def count(match: re.Match) -> str:
-                capped.dropped += int(match.group(1))
-                return ""
-
-            text = DROPPED_TOKEN.sub(count, text)
-        live = capped.add(text)
-        if self.on_output is None:
-            return
-        if live:
-            self._emit(name, live)
-        if capped.full and capped.tail_len and not self.cut_notice_sent[name]:
-            self.cut_notice_sent[name] = True
-            self._emit(
-                name, "\n[... output limit reached: the rest is cut, its end is kept for the result ...]\n"
-            )
-
-    def _emit(self, name: str, text: str) -> None:
-        try:
-            self.on_output(name, text)
-        except Exception:  # noqa: BLE001 - a broken UI callback must not break the execution
-            self.on_output = None
-
-    def rich(self, output_type: str, content: dict) -> None:
-        data = content.get("data") or {}
-        size = sum(len(v) if isinstance(v, str) else len(json.dumps(v)) for v in data.values())
-        if self.rich_chars + size > RICH_OUTPUT_CAP_CHARS:
-            self.rich_dropped += 1
-            return
-        self.rich_chars += size
-        self.outputs.append(
-            {"output_type": output_type, "data": data, "metadata": content.get("metadata") or {}}
-        )
-
-    def set_error(self, content: dict) -> None:
-        name = content.get("ename", "Error")
-        value = content.get("evalue", "")
-        if name == "StdinNotImplementedError":
-            name, value = "InputNotSupported", INPUT_MESSAGE
-        traceback = strip_ansi("\n".join(content.get("traceback") or []))
-        self.error = ExecutionError(name=name, value=strip_ansi(value), traceback=traceback)
-
-    def result(
-        self, status: str, started: float, *, state_lost: bool = False, message: str = ""
-    ) -> ExecutionResult:
-        dropped = sum(s.dropped for s in self.streams.values())
-        if self.rich_dropped:
-            note = f"{self.rich_dropped} rich outputs dropped: over {RICH_OUTPUT_CAP_CHARS} characters"
-            message = f"{message}; {note}" if message else note
-        if dropped and not message:
-            message = f"output capped: {dropped} characters dropped from the middle"
-        return ExecutionResult(
-            status=status,
-            stdout=self.streams["stdout"].text(),
-            stderr=self.streams["stderr"].text(),
-            outputs=self.outputs,
-            error=self.error,
-            duration_s=time.monotonic() - started,
-            state_lost=state_lost,
-            dropped_chars=dropped,
-            message=message,
-        )
-
-
-class _Wire:
-    """The Jupyter wire protocol (v5.3), just what this client needs: sign + pack, verify + unpack.
-
-    jupyter_client's Session does the same with date parsing and adapters on every message; this is the
-    hot path of every round trip, so it stays minimal.
-    """
-
-    DELIMITER = b"<IDS|MSG>"
-
-    def __init__(self, key: bytes) -> None:
-        self.key = key
-        self.session_id = uuid.uuid4().hex
-
-    def msg(self, msg_type: str, content: dict) -> dict:
-        header = {
-            "msg_id": uuid.uuid4().hex,
-            "session": self.session_id,
-            "username": "autocoder",
-            "date": datetime.now(UTC).isoformat(),
-            "msg_type": msg_type,
-            "version": "5.3",
-        }
-        return {
-            "header": header,
-            "parent_header": {},
-            "metadata": {},
-            "content": content,
-            "msg_type": msg_type,
-        }
-
-    def _sign(self, parts: list[bytes]) -> bytes:
-        digest = hmac.new(self.key, digestmod=hashlib.sha256)
-        for part in parts:
-            digest.update(part)
-        return digest.hexdigest().encode()
-
-    def send(self, sock, msg_or_type: dict | str, content: dict | None = None) -> dict:
-        msg = self.msg(msg_or_type, content or {}) if isinstance(msg_or_type, str) else msg_or_type
-        parts = [json.dumps(msg[k]).encode() for k in ("header", "parent_header", "metadata", "content")]
-        sock.send_multipart([self.DELIMITER, self._sign(parts), *parts])
-        return msg
-
-    def parse(self, frames: list[bytes]) -> dict:
-        """Raises ValueError on a malformed or wrongly signed message."""
-        start = frames.index(self.DELIMITER) + 1
-        if len(frames) < start + 5:
-            raise ValueError("truncated message")
-        signature, *parts = frames[start : start + 5]
-        if not hmac.compare_digest(signature, self._sign(parts)):
-            raise ValueError("bad signature")
-        header, parent, metadata, content = (json.loads(p.decode("utf-8", errors="replace")) for p in parts)
-        return {
-            "header": header,
-            "parent_header": parent or {},
-            "metadata": metadata,
-            "content": content,
-            "msg_type": header.get("msg_type", ""),
-        }
 
 
 class KernelSession:
@@ -471,7 +191,7 @@ class KernelSession:
             )
         self._clear_ipc()
         self._write_ipc_file(name, json.dumps(connection))
-        self._session = _Wire(key.encode())
+        self._session = Wire(key.encode())
         if self._context is None:
             self._context = zmq.Context()
         self.process = self.sandbox.launch_kernel(self.dirs, name, {})
@@ -631,7 +351,7 @@ class KernelSession:
 
         limit = KERNEL_CAP_FACTOR * self.output_cap_chars
         tail = self.output_cap_chars - self.output_cap_chars // 2
-        code = _KERNEL_PRELUDE.replace("LIMIT, TAIL", f"{limit}, {tail}")
+        code = prelude_code(limit, tail)
         content = {
             "code": code,
             "silent": True,
@@ -726,7 +446,9 @@ class KernelSession:
             if self._closed:
                 return ExecutionResult(status=STATUS_ERROR, message="the kernel session is closed")
             if self.process is None or not self.process.is_alive():
-                return self._recover_dead(started, _Execution("", self.output_cap_chars, None), before=True)
+                return self._recover_dead(
+                    started, ExecutionOutput("", self.output_cap_chars, None), before=True
+                )
             return self._execute(code, on_output, self.timeout_s if timeout_s is None else timeout_s, started)
 
     def _execute(self, code: str, on_output, timeout_s: float, started: float) -> ExecutionResult:
@@ -743,7 +465,7 @@ class KernelSession:
         }
         msg = self._session.msg("execute_request", content)
         msg_id = msg["header"]["msg_id"]
-        run = _Execution(msg_id, self.output_cap_chars, on_output)
+        run = ExecutionOutput(msg_id, self.output_cap_chars, on_output)
         self._received = 0
         budget = self.max_execution_bytes
         monitor = self._sockets["iopub_monitor"]
@@ -822,7 +544,7 @@ class KernelSession:
             return run.result(STATUS_ERROR, started, message="execution aborted by the kernel")
         return run.result(STATUS_OK, started)
 
-    def _settle(self, run: _Execution, quiet_s: float = 0.2, max_s: float = 2.0) -> None:
+    def _settle(self, run: ExecutionOutput, quiet_s: float = 0.2, max_s: float = 2.0) -> None:
         """Keep reading this execution's output until none arrived for `quiet_s` (at most `max_s`)."""
         iopub = self._sockets["iopub"]
         end = time.monotonic() + max_s
@@ -832,7 +554,7 @@ class KernelSession:
             while time.monotonic() < end and (message := self._recv(iopub)) is not None:
                 self._handle_iopub(run, message)
 
-    def _channel_lost(self, run: _Execution, started: float, before: bool = False) -> ExecutionResult:
+    def _channel_lost(self, run: ExecutionOutput, started: float, before: bool = False) -> ExecutionResult:
         """zmq cut the kernel's output channel. A dying kernel does that too: give its death a moment to
         show, so a crash or a memory kill is reported as such; otherwise it sent a message over the limit."""
         deadline = time.monotonic() + 1.0
@@ -851,7 +573,7 @@ class KernelSession:
             tail = f"restarting the kernel failed: {exc}"
         return run.result(STATUS_ERROR, started, state_lost=True, message=f"{what}; {tail}")
 
-    def _over_budget(self, run: _Execution, started: float) -> ExecutionResult:
+    def _over_budget(self, run: ExecutionOutput, started: float) -> ExecutionResult:
         """The execution sent more than its byte budget: kill the kernel (it may be flooding on purpose)."""
         limit_mb = self.max_execution_bytes // (1024 * 1024)
         what = f"the code sent more than {limit_mb} MB of messages to the host in one execution"
@@ -862,7 +584,7 @@ class KernelSession:
             tail = f"restarting the kernel failed: {exc}"
         return run.result(STATUS_ERROR, started, state_lost=True, message=f"{what}; {tail}")
 
-    def _handle_iopub(self, run: _Execution, message: dict) -> None:
+    def _handle_iopub(self, run: ExecutionOutput, message: dict) -> None:
         if message["parent_header"].get("msg_id") != run.msg_id:
             return
         kind = message["msg_type"]
@@ -876,7 +598,7 @@ class KernelSession:
         elif kind == "status" and content.get("execution_state") == "idle":
             run.idle = True
 
-    def _recover_dead(self, started: float, run: _Execution, before: bool = False) -> ExecutionResult:
+    def _recover_dead(self, started: float, run: ExecutionOutput, before: bool = False) -> ExecutionResult:
         """The kernel process is gone: say why, start a fresh one, report that state was lost."""
         if self._closed:
             return run.result(STATUS_ERROR, started, state_lost=True, message="the session was closed")

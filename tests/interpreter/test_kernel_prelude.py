@@ -1,0 +1,156 @@
+"""The kernel-side start-up code (interpreter/kernel_prelude.py): its pure parts on the host, and the exact
+cell the host sends, run in a child Python with a stand-in IPython shell (the real ipykernel path is covered
+by test_kernel.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+from interpreter import kernel_prelude
+from interpreter.kernel import prelude_code
+from interpreter.output import ExecutionOutput
+
+SITE = "/venv/lib/python3.11/site-packages"
+STDLIB = ["/usr/lib/python311.zip", "/usr/lib/python3.11", "/usr/lib/python3.11/lib-dynload"]
+
+
+def test_working_folder_and_pythonpath_go_after_the_stdlib_before_site_packages():
+    entries = kernel_prelude._autocoder_import_path_entries([*STDLIB, SITE], "/pkgs::/extra", ":")
+    assert entries == [*STDLIB, "", "/pkgs", "/extra", SITE]
+
+
+def test_import_paths_without_site_packages_are_appended_and_never_duplicated():
+    assert kernel_prelude._autocoder_import_path_entries(STDLIB, "", ":") == [*STDLIB, ""]
+    # An entry already on sys.path stays where it is; only the missing ones are inserted.
+    assert kernel_prelude._autocoder_import_path_entries([*STDLIB, "/pkgs", SITE], "/pkgs", ":") == [
+        *STDLIB,
+        "/pkgs",
+        "",
+        SITE,
+    ]
+
+
+def _capped(limit: int, tail: int):
+    written: list[tuple[str, str]] = []
+    wrap, finish, reset = kernel_prelude._autocoder_output_cap(limit, tail)
+
+    def writer(name: str):
+        def write(text):
+            written.append((name, text))
+            return len(text)
+
+        return write
+
+    out, err = wrap("stdout", writer("stdout")), wrap("stderr", writer("stderr"))
+    return written, out, err, finish, reset
+
+
+def test_the_kernel_cap_passes_the_head_and_keeps_the_tail_until_the_cell_ends():
+    written, out, _, finish, _ = _capped(limit=10, tail=4)
+    assert out("abcdefgh") == 8
+    assert out("ijklmnopqrstuvwxyz") == 18  # a write reports its full size even when cut
+    assert written == [("stdout", "abcdefgh"), ("stdout", "ij")]
+    finish()
+    assert written[2:] == [("stdout", "\x1eautocoder-dropped:12\x1e"), ("stdout", "wxyz")]
+
+
+def test_the_kernel_cap_counts_per_stream_and_resets_per_cell():
+    written, out, err, finish, reset = _capped(limit=2, tail=3)
+    out("ab")
+    err("cdef")
+    out("gh")
+    finish()
+    # The tail keeps the last 3 characters across both streams, in order; each stream's drop is counted.
+    assert written == [
+        ("stdout", "ab"),
+        ("stderr", "\x1eautocoder-dropped:3\x1e"),
+        ("stderr", "f"),
+        ("stdout", "gh"),
+    ]
+    written.clear()
+    reset()
+    out("xy")
+    assert written == [("stdout", "xy")]
+
+
+def test_non_text_writes_pass_through_uncounted():
+    written, out, _, finish, _ = _capped(limit=1, tail=1)
+    out(b"bytes")
+    out("a")
+    finish()
+    assert written == [("stdout", b"bytes"), ("stdout", "a")]
+
+
+def test_the_host_turns_the_kernel_marker_into_a_dropped_count():
+    written, out, _, finish, _ = _capped(limit=6, tail=4)
+    out("0123456789" * 3)
+    finish()
+    run = ExecutionOutput("id", cap=100, on_output=None)
+    for name, text in written:
+        run.stream(name, text)
+    result = run.result("ok", 0.0)
+    # The host's own cap is not reached: the kernel's head and tail are joined, the drop noted after them.
+    assert result.stdout == "0123456789\n[... 20 characters dropped: output limit reached ...]\n"
+    assert result.dropped_chars == 30 - 10
+
+
+def test_every_top_level_name_is_prefixed_and_deleted_by_the_sent_cell():
+    defined = [name for name in vars(kernel_prelude) if not name.startswith("__")]
+    assert defined and all(name.startswith("_autocoder_") for name in defined)
+    del_line = prelude_code(10, 5).rstrip().splitlines()[-1]
+    assert del_line.startswith("del ")
+    assert sorted(del_line[4:].split(", ")) == sorted(defined)
+
+
+def test_the_sent_cell_sets_up_the_shell_and_leaves_the_namespace_clean(tmp_path):
+    # The exact cell the kernel receives, run in a child Python (it changes sys.path, the process group and
+    # the std streams' write) with a stand-in for IPython's shell: what it registers, and what it leaves.
+    code = prelude_code(limit=8, tail_limit=3)
+    script = textwrap.dedent(
+        """
+        import json, sys
+
+        class Events:
+            def __init__(self):
+                self.handlers = {}
+
+            def register(self, name, handler):
+                self.handlers[name] = handler
+
+        class Shell:
+            events = Events()
+            _tee = "original"
+
+        shell = Shell()
+        namespace = {"get_ipython": lambda: shell, "__name__": "__main__"}
+        exec(sys.argv[1], namespace)
+        leftover = sorted(name for name in namespace if name not in ("get_ipython", "__name__", "__builtins__"))
+        writes = []
+        original = sys.stdout.write
+        sys.stdout.write = lambda text: writes.append(text) or len(text)
+        shell.events.handlers["pre_run_cell"]()
+        sys.stdout.write("0123456789abc")
+        shell.events.handlers["post_run_cell"]()
+        sys.stdout.write = original
+        print(json.dumps({
+            "leftover": leftover,
+            "events": sorted(shell.events.handlers),
+            "tee_replaced": shell._tee != "original",
+            "writes": writes,
+            "path_has_cwd": "" in sys.path,
+        }))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", script, code], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["leftover"] == []  # no names, no __doc__ from the file's docstring
+    assert report["events"] == ["post_run_cell", "pre_run_cell"]
+    assert report["tee_replaced"]
+    assert report["writes"] == ["01234567", "\x1eautocoder-dropped:2\x1e", "abc"]
+    assert report["path_has_cwd"]
