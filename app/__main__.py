@@ -7,10 +7,13 @@ stderr that says what to do, and exit status 1; bad flags exit with status 2 (se
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    # transformers' "Loading weights" bar is carriage-return noise in a log; read when the hub library loads.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from app.cli import parse_args
 
     args = parse_args(argv)

@@ -2,10 +2,11 @@
 
 `logged(run_loop)` wraps the app's loop runner and passes every event through unchanged, logging
 
-    chat <session>: execution ok in 0.12 s
-    chat <session>: message answered (end_of_turn) in 3.4 s: 2 rounds, 1 execution
+    kernel <session id>: execution ok in 0.12 s
+    kernel <session id>: message answered (end_of_turn) in 3.4 s: 2 rounds, 1 execution
 
-at INFO on the "app" logger. Nothing of the conversation itself (no prompt, code or output) goes to the
+at INFO on the "app" logger (the loop sees the chat's kernel session, not the chat, so lines name the
+kernel's session id). Nothing of the conversation itself (no prompt, code or output) goes to the
 log: it may be private, and the chat already shows it. What this module does not do: configure logging
 (app.__main__) or log HTTP requests (those loggers are set to WARNING there).
 """
@@ -32,12 +33,12 @@ def logged(run_loop: Callable[..., Iterator]) -> Callable[..., Iterator]:
             if isinstance(event, ExecutionFinished):
                 executions += 1
                 result = event.result
-                log.info("chat %s: execution %s in %.2f s", who, result.status, result.duration_s)
+                log.info("kernel %s: execution %s in %.2f s", who, result.status, result.duration_s)
             elif isinstance(event, RoundFinished):
                 rounds = event.round
             elif isinstance(event, Done):
                 log.info(
-                    "chat %s: message answered (%s) in %.1f s: %d round%s, %d execution%s",
+                    "kernel %s: message answered (%s) in %.1f s: %d round%s, %d execution%s",
                     who,
                     event.reason,
                     time.monotonic() - start,

@@ -1,5 +1,5 @@
 """What `python -m app` writes to its log: the sandbox it chose, one line per execution and per answered
-message, no per-request HTTP lines, and no traceback for a user-level mistake (Retry or Export on an empty
+message, no per-request HTTP lines or progress bars, and no traceback for a user-level mistake (Retry or Export on an empty
 chat, which answer with a toast instead of an error).
 
 Read from the log file of a real app start (tests/app/conftest.py's start_app, tiny model, local sandbox).
@@ -36,3 +36,4 @@ def test_log_has_one_line_per_message_and_execution_and_no_noise(start_app):
     assert len(re.findall(r"message answered \(end_of_turn\) in [\d.]+ s: 2 rounds, 1 execution\b", log)) == 1
     assert "Traceback" not in log, log
     assert not re.search(r"HTTP Request:|\"(GET|POST) /", log), log  # no per-request lines by default
+    assert "Loading weights" not in log, log  # no progress bars either
