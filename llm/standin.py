@@ -19,13 +19,11 @@ Deliberately not here: choosing when to fall back (llm.select) and generation (l
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from llm.base import BackendError
@@ -111,9 +109,14 @@ def _convert(gguf: Path, out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    with _one_gguf_parse():
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16)
+    # Where a first start goes (measured on this 2-core machine under load): most of it is transformers'
+    # legacy GGUF path for Gemma 3 parsing the header with gguf.GGUFReader (262,144 vocabulary strings, one
+    # numpy memmap view each) for the tokenizer's config, the model's config and the weights; the tensors'
+    # dequantization and the save are the smaller part. Sharing one reader across those calls was tried and
+    # showed no gain (185 s with it, 123 s without, each next to a running benchmark: noise dominates), so
+    # the conversion stays transformers' own; the folder is cached and a template change needs no rebuild.
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16)
     # The weights are dequantized now: drop the GGUF marker so the folder saves and loads as a plain model.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
@@ -132,31 +135,3 @@ def apply_dialogue_format(model, tokenizer) -> None:
     model.generation_config.stop_strings = [BASE_END_OF_TURN]
     model.generation_config.repetition_penalty = BASE_REPETITION_PENALTY
     model.generation_config.max_new_tokens = BASE_MAX_NEW_TOKENS
-
-
-@contextlib.contextmanager
-def _one_gguf_parse() -> Iterator[None]:
-    """Parse the GGUF file's header once for the whole conversion, not once per transformers call.
-
-    Why: transformers has no fast GGUF path for Gemma 3 yet, so its tokenizer's config lookup, the model's
-    config and the model's weights each build a `gguf.GGUFReader`, and that reader's header parse (262,144
-    vocabulary strings, each a numpy memmap view) is where most of the first start went: measured at
-    ~3 x 40 s of the old ~60 s on an idle machine. The reader only reads a memory-mapped file, so one
-    reader per path is shared while the conversion runs; the patch is undone on exit.
-    """
-    import gguf
-
-    original = gguf.GGUFReader
-    readers: dict[tuple, object] = {}
-
-    def shared_reader(path, mode="r", *args, **kwargs):
-        key = (str(path), mode, args, tuple(sorted(kwargs.items())))
-        if key not in readers:
-            readers[key] = original(path, mode, *args, **kwargs)
-        return readers[key]
-
-    gguf.GGUFReader = shared_reader
-    try:
-        yield
-    finally:
-        gguf.GGUFReader = original
