@@ -104,7 +104,7 @@ def _autocoder_setup(limit, tail_limit, shell):
     import os
     import sys
 
-    # The kernel starts isolated (python -I, see interpreter.sandboxes.local.kernel_argv): while
+    # The kernel starts isolated (python -I, see interpreter.sandboxes.processes.kernel_argv): while
     # ipykernel starts, neither the working folder nor PYTHONPATH (/pkgs) is on sys.path, so nothing the code
     # or a package wrote there runs at start-up (a shadowing ipykernel_launcher.py, a sitecustomize.py, a
     # .pth file). From here on the code's own imports see both, as in plain Python: the working folder,

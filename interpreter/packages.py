@@ -26,7 +26,7 @@ An install runs in two steps, and no sandbox ever has a network:
    wheels read-only at /wheels and a writable /pkgs, and neither /work nor /ipc (it starts in /tmp).
 So a `/work/pip/__main__.py` (or anything else the kernel writes) is never run by the installer, and a
 `sitecustomize.py` or `.pth` file that a package puts into /pkgs is never run by the installer or at a
-kernel start (kernels start with `python -I` too; see interpreter.sandboxes.local.kernel_argv). A package
+kernel start (kernels start with `python -I` too; see interpreter.sandboxes.processes.kernel_argv). A package
 without a wheel fails with a message saying so. The kernel's code imports from /pkgs (added to sys.path
 after the kernel started); Python's import system notices the new files by the folder's mtime (tested). A
 package that the kernel already imported keeps its old version until the kernel restarts (said in the

@@ -63,7 +63,7 @@ from interpreter.sandboxes.base import (
     manylinux_platforms,
 )
 from interpreter.sandboxes.docker_api import DockerAPI, DockerAPIError
-from interpreter.sandboxes.local import MAX_OPEN_FILES, kernel_argv
+from interpreter.sandboxes.processes import MAX_OPEN_FILES, kernel_argv
 
 OWNER_PID_LABEL = "autocoder.owner_pid"
 OWNER_START_LABEL = "autocoder.owner_start"

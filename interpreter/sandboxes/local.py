@@ -33,20 +33,18 @@ The session's folders carry a disk quota where the host allows it (a filesystem 
 
 What it deliberately does not cover: an allow-list of system calls, a seccomp filter in the unshare
 fallback, and GPU access.
+The process helpers it shares with the none sandbox (kernel command, limits prefix, spawner thread, log
+tail, one-shot output collection) live in `processes.py`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import queue
-import select
 import shlex
 import shutil
 import signal
 import subprocess
-import sys
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -64,18 +62,23 @@ from interpreter.sandboxes.base import (
     SANDBOX_UID,
     CommandResult,
     KernelProcess,
-    Limits,
     Sandbox,
     SandboxUnavailable,
     SessionDirs,
 )
+from interpreter.sandboxes.processes import (
+    Jail,
+    LogTail,
+    ancestors,
+    collect,
+    kernel_argv,
+    limits_prefix,
+    python_layout,
+    spawn,
+)
 
 INNER_VENV = "/opt/venv"
 TMP_SIZE_MB = 512
-# Per-uid process backstop (all sandboxes share uid 65534); the per-sandbox limit is the pids cgroup.
-NPROC_BACKSTOP = 4096
-MAX_OPEN_FILES = 4096
-AS_HEADROOM_MB = 1024
 # The tag in every jail's command line, so orphans of a crashed host process can be found.
 TAG_ENV = "AUTOCODER_SANDBOX"
 
@@ -97,129 +100,14 @@ _PASSWD = f"root:x:0:0:root:/root:/usr/sbin/nologin\nsandbox:x:{SANDBOX_UID}:{SA
 _GROUP = f"root:x:0:\nsandbox:x:{SANDBOX_GID}:\n"
 
 
-def python_layout() -> tuple[str, str | None]:
-    """(base interpreter prefix, venv prefix or None) of the Python running this process."""
-    base = os.path.realpath(sys.base_prefix)
-    venv = os.path.realpath(sys.prefix) if sys.prefix != sys.base_prefix else None
-    return base, venv
-
-
 def inner_python() -> str:
     """The path of the host's Python as seen inside the jail."""
     base, venv = python_layout()
     return f"{INNER_VENV}/bin/python" if venv else f"{base}/bin/python3"
 
 
-def _ancestors(path: str) -> list[str]:
-    parts = Path(path).parts[1:-1]
-    return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
-
-
-def _killpg_quiet(popen: subprocess.Popen) -> None:
-    """SIGKILL the jail's host process and its process group (started with a session of its own)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(popen.pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        popen.kill()
-
-
-class _Spawner:
-    """Starts long-lived jails from one thread that lives as long as the process.
-
-    Why: bubblewrap's --die-with-parent uses PR_SET_PDEATHSIG, which fires when the *thread* that forked
-    the jail exits. A kernel started from a short-lived thread (a warm pool's filler) would die with it.
-    """
-
-    def __init__(self) -> None:
-        self._requests: queue.Queue = queue.Queue()
-        self._thread = threading.Thread(target=self._serve, name="sandbox-spawner", daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            func, reply = self._requests.get()
-            try:
-                reply.put((True, func()))
-            except BaseException as exc:  # noqa: BLE001 - handed back to the caller
-                reply.put((False, exc))
-
-    def call(self, func):
-        reply: queue.Queue = queue.Queue(maxsize=1)
-        self._requests.put((func, reply))
-        ok, value = reply.get()
-        if not ok:
-            raise value
-        return value
-
-
-_spawner: _Spawner | None = None
-_spawner_lock = threading.Lock()
-
-
-def _spawn(func):
-    global _spawner
-    if threading.current_thread() is threading.main_thread():
-        return func()
-    with _spawner_lock:
-        if _spawner is None:
-            _spawner = _Spawner()
-    return _spawner.call(func)
-
-
-class LogTail:
-    """A pipe for a kernel's own stdout/stderr that keeps only the last few KB, for start-up diagnostics.
-
-    Why not a file: ipykernel echoes everything written to fd 1/2 (subprocess and C-level output) to its
-    original stdout/stderr too, so a file would grow with every flood the cell produces.
-    """
-
-    KEEP_BYTES = 16 * 1024
-
-    def __init__(self) -> None:
-        self.read_fd, self.write_fd = os.pipe()
-        self._tail = bytearray()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._drain, name="kernel-log", daemon=True)
-
-    def start(self) -> None:
-        """Call after the child got `write_fd`: closes our copy so the reader sees EOF when the child ends."""
-        os.close(self.write_fd)
-        self._thread.start()
-
-    def _drain(self) -> None:
-        try:
-            while data := os.read(self.read_fd, 65536):
-                with self._lock:
-                    self._tail += data
-                    del self._tail[: max(0, len(self._tail) - self.KEEP_BYTES)]
-        except OSError:
-            pass
-        finally:
-            os.close(self.read_fd)
-
-    def text(self) -> str:
-        with self._lock:
-            return self._tail.decode("utf-8", errors="replace")
-
-
-@dataclass
-class _Jail:
-    """One started jail: the host process (bubblewrap), its cgroups and, for kernels, its log tail."""
-
-    popen: subprocess.Popen
-    groups: cgroups.CgroupSet
-    log: LogTail | None = None
-
-    def kill(self) -> None:
-        _killpg_quiet(self.popen)
-        self.groups.kill_all()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(timeout=5)
-        self.groups.remove()
-
-
 class LocalKernelProcess(KernelProcess):
-    def __init__(self, jail: _Jail) -> None:
+    def __init__(self, jail: Jail) -> None:
         self._jail = jail
         self._killed = False
 
@@ -320,7 +208,7 @@ class LocalSandbox(Sandbox):
         argv += self._root_args(Path("/"))
         base, venv = python_layout()
         if not base.startswith("/usr/"):
-            for parent in _ancestors(base):
+            for parent in ancestors(base):
                 argv += ["--perms", "0755", "--dir", parent]
             argv += ["--ro-bind", base, base]
         if venv:
@@ -489,7 +377,7 @@ class LocalSandbox(Sandbox):
         stderr: int | None,
         suffix: str,
         long_lived: bool,
-    ) -> _Jail:
+    ) -> Jail:
         limits = self.limits
         groups = cgroups.CgroupSet.create(
             suffix, memory_mb=limits.memory_mb, max_processes=limits.max_processes, cpus=limits.cpus
@@ -514,14 +402,14 @@ class LocalSandbox(Sandbox):
                     start_new_session=True,
                 )
 
-            process = _spawn(popen) if long_lived else popen()
+            process = spawn(popen) if long_lived else popen()
         except BaseException:
             groups.remove()
             raise
         finally:
             for fd, _ in data_fds:
                 os.close(fd)
-        return _Jail(popen=process, groups=groups)
+        return Jail(popen=process, groups=groups)
 
     # ---- the Sandbox contract -----------------------------------------------------------------------
 
@@ -570,7 +458,7 @@ class LocalSandbox(Sandbox):
             suffix=f"{dirs.root.name}-c{uuid.uuid4().hex[:6]}",
             long_lived=False,
         )
-        return _collect(jail, stdin, timeout_s, output_cap_bytes, started)
+        return collect(jail, stdin, timeout_s, output_cap_bytes, started)
 
     def cleanup_orphans(self) -> int:
         """Kill jails whose host process died without cleaning up (their tag names a dead pid)."""
@@ -608,129 +496,9 @@ def _cleanup_orphans_once(sandbox: LocalSandbox) -> None:
             sandbox.cleanup_orphans()
 
 
-def kernel_argv(python: str, connection_file: str) -> list[str]:
-    """The kernel command, shared by every sandbox.
-
-    `-I` (isolated mode): neither the working folder nor PYTHONPATH (/pkgs) is on sys.path and the user's
-    site folder is off while the kernel starts, so a module the code left in /work (say an
-    `ipykernel_launcher.py`) or a `sitecustomize.py` / `.pth` file in /pkgs never runs at a kernel start.
-    The kernel's prelude (interpreter.kernel) adds both to sys.path once the kernel is up, for the code's
-    own imports. `-B`: -I also ignores PYTHONDONTWRITEBYTECODE.
-    """
-    return [
-        python,
-        "-I",
-        "-B",
-        "-m",
-        "ipykernel_launcher",
-        "-f",
-        connection_file,
-        # History is a sqlite file per kernel: useless here and slow to create.
-        "--HistoryManager.enabled=False",
-        "--IPKernelApp.quiet=True",
-    ]
-
-
-def limits_prefix(limits: Limits, groups: cgroups.CgroupSet) -> list[str]:
-    """The command prefix that enters `groups` and sets the rlimits, before the jail starts."""
-    args = [
-        "prlimit",
-        f"--nproc={NPROC_BACKSTOP}",
-        f"--fsize={limits.max_file_size_mb * 1024 * 1024}",
-        f"--cpu={limits.cpu_time_s}",
-        f"--nofile={MAX_OPEN_FILES}",
-        "--core=0",
-    ]
-    if not groups.limits_memory:
-        # No memory cgroup: an address-space limit instead. It counts reserved, not used, memory (an idle
-        # kernel reserves ~700 MB for thread stacks and allocator arenas), hence the headroom.
-        args.append(f"--as={(limits.memory_mb + AS_HEADROOM_MB) * 1024 * 1024}")
-    if not groups.limits_processes:
-        args[1] = f"--nproc={limits.max_processes}"
-    args.append("--")
-    if groups.paths:
-        # Enter the cgroups before anything else runs, so no child escapes them.
-        enter = "; ".join(f"echo $$ > {shlex.quote(p)}" for p in groups.procs_files())
-        return ["/bin/sh", "-c", f'{enter}; exec "$@"', "sh", *args]
-    return args
-
-
 def _data_fd(data: str | bytes) -> int:
     """A pipe holding `data`, for bwrap's --ro-bind-data / --seccomp (small: fits in the pipe buffer)."""
     read_fd, write_fd = os.pipe()
     os.write(write_fd, data.encode() if isinstance(data, str) else data)
     os.close(write_fd)
     return read_fd
-
-
-def _wait_exit(popen: subprocess.Popen, timeout_s: float) -> bool:
-    """Wait for the process to end; False on timeout. Popen.wait(timeout) polls with sleeps of up to 50 ms;
-    a pidfd wakes up the moment the process exits."""
-    try:
-        pidfd = os.pidfd_open(popen.pid)
-    except (AttributeError, OSError):
-        try:
-            popen.wait(timeout=timeout_s)
-            return True
-        except subprocess.TimeoutExpired:
-            return False
-    try:
-        poller = select.poll()
-        poller.register(pidfd, select.POLLIN)
-        if not poller.poll(max(0, int(timeout_s * 1000))):
-            return False
-    finally:
-        os.close(pidfd)
-    popen.wait()
-    return True
-
-
-def _collect(jail: _Jail, stdin: bytes | None, timeout_s: float, cap: int, started: float) -> CommandResult:
-    """Feed stdin, read both pipes (keeping at most `cap` bytes each), enforce the timeout."""
-    popen = jail.popen
-    chunks: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
-    sizes = {"stdout": 0, "stderr": 0}
-    dropped = {"stdout": 0, "stderr": 0}
-
-    def reader(name: str, stream) -> None:
-        while True:
-            data = stream.read1(65536)
-            if not data:
-                return
-            room = cap - sizes[name]
-            if room > 0:
-                chunks[name].append(data[:room])
-                sizes[name] += min(room, len(data))
-            dropped[name] += max(0, len(data) - max(room, 0))
-
-    threads = [
-        threading.Thread(target=reader, args=("stdout", popen.stdout), daemon=True),
-        threading.Thread(target=reader, args=("stderr", popen.stderr), daemon=True),
-    ]
-    for thread in threads:
-        thread.start()
-    if stdin is not None:
-        with contextlib.suppress(BrokenPipeError, OSError):
-            popen.stdin.write(stdin)
-        with contextlib.suppress(OSError):
-            popen.stdin.close()
-    timed_out = not _wait_exit(popen, timeout_s)
-    memory = jail.groups.oom_kills() > 0
-    jail.kill()
-    for thread in threads:
-        thread.join(timeout=2)
-
-    def text(name: str) -> str:
-        out = b"".join(chunks[name]).decode("utf-8", errors="replace")
-        if dropped[name]:
-            out += f"\n[... {dropped[name]} more bytes dropped: output limit is {cap} bytes ...]\n"
-        return out
-
-    return CommandResult(
-        returncode=None if timed_out else popen.returncode,
-        stdout=text("stdout"),
-        stderr=text("stderr"),
-        timed_out=timed_out,
-        memory_exceeded=memory,
-        duration_s=time.monotonic() - started,
-    )

@@ -39,15 +39,15 @@ from interpreter.sandboxes.base import (
     SessionDirs,
 )
 from interpreter.sandboxes.cgroups import CgroupSet
-from interpreter.sandboxes.local import (
+from interpreter.sandboxes.processes import (
+    Jail,
     LogTail,
-    _ancestors,
-    _collect,
-    _Jail,
-    _spawn,
+    ancestors,
+    collect,
     kernel_argv,
     limits_prefix,
     python_layout,
+    spawn,
 )
 
 WARNING = (
@@ -98,7 +98,7 @@ def _reach_python_prefix() -> list[str]:
             argv += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
             argv += ["--cap-add", "CAP_SETPCAP"]
             if base.startswith("/root/"):
-                for parent in _ancestors(base)[1:]:
+                for parent in ancestors(base)[1:]:
                     argv += ["--perms", "0755", "--dir", parent]
                 argv += ["--ro-bind", base, base]
             _reach_prefix = [*argv, "--"]
@@ -106,7 +106,7 @@ def _reach_python_prefix() -> list[str]:
 
 
 class NoneKernelProcess(KernelProcess):
-    def __init__(self, jail: _Jail) -> None:
+    def __init__(self, jail: Jail) -> None:
         self._jail = jail
 
     def is_alive(self) -> bool:
@@ -201,7 +201,7 @@ class NoneSandbox(Sandbox):
         argv = self._prefix(groups) + kernel_argv(sys.executable, str(path))
         log = LogTail()
         try:
-            popen = _spawn(
+            popen = spawn(
                 lambda: subprocess.Popen(
                     argv,
                     cwd=dirs.work,
@@ -214,7 +214,7 @@ class NoneSandbox(Sandbox):
             )
         finally:
             log.start()
-        return NoneKernelProcess(_Jail(popen=popen, groups=groups, log=log))
+        return NoneKernelProcess(Jail(popen=popen, groups=groups, log=log))
 
     def run_command(
         self,
@@ -245,6 +245,6 @@ class NoneSandbox(Sandbox):
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
-        return _collect(
-            _Jail(popen=popen, groups=CgroupSet(name="none")), stdin, timeout_s, output_cap_bytes, started
+        return collect(
+            Jail(popen=popen, groups=CgroupSet(name="none")), stdin, timeout_s, output_cap_bytes, started
         )
