@@ -182,8 +182,8 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                     label="Chat",
                     buttons=["copy", "copy_all"],
                     feedback_options=None,
-                    placeholder="Ask for something that needs code, e.g. *compute the 20th Fibonacci number* or "
-                    "*plot a sine wave and save it as sine.png*.",
+                    placeholder="Ask for something that needs code, e.g. *plot a sine wave and save it as sine.png* "
+                    "or *compute 17 * 23*.",
                 )
                 with gr.Row():
                     prompt = gr.Textbox(
