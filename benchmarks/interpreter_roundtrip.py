@@ -103,7 +103,7 @@ def measure_sandbox(name: str, roundtrips: int, starts: int, cells: int, base: P
 
 def measure_original_demo(cells: int, base: Path) -> list[float]:
     """The original demo: code written to a file, `docker exec <container> python script.py` per run."""
-    from interpreter.image import image_tag
+    from interpreter.sandboxes.docker_image import image_tag
 
     folder = base / f"demo-{uuid.uuid4().hex[:8]}"
     folder.mkdir(parents=True)

@@ -1,4 +1,5 @@
-"""The interpreter's command line: `python -m interpreter exec` (and `image build`, from interpreter.image).
+"""The interpreter's command line: `python -m interpreter exec` (and `image build`, from
+interpreter.sandboxes.docker_image).
 
     echo 'print(1 + 1)' | python -m interpreter exec --sandbox local --json
 
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     add_exec_parser(commands)
     try:
-        from interpreter import image
+        from interpreter.sandboxes import docker_image as image
     except ImportError:  # the docker part is optional; `exec` works without it
         image = None
     if image is not None and hasattr(image, "add_parser"):

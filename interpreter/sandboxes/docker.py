@@ -22,8 +22,8 @@ that crashed or was SIGKILLed, by `cleanup_orphans` at the next start, which rem
 whose owner process is gone.
 
 What this module deliberately does not do: speak the Jupyter protocol (interpreter.kernel), build the image
-(interpreter.image: `python -m interpreter image build`), or work against a remote daemon (bind mounts need
-the session folders on the daemon's host).
+(`docker_image.py` beside it: `python -m interpreter image build`), or work against a remote daemon (bind
+mounts need the session folders on the daemon's host).
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from interpreter.image import IMAGE_GLIBC, IMAGE_PYTHON_VERSION, image_tag
 from interpreter.sandboxes import seccomp
 from interpreter.sandboxes.base import (
     INNER_IPC_DIR,
@@ -63,6 +62,7 @@ from interpreter.sandboxes.base import (
     manylinux_platforms,
 )
 from interpreter.sandboxes.docker_api import DockerAPI, DockerAPIError
+from interpreter.sandboxes.docker_image import IMAGE_GLIBC, IMAGE_PYTHON_VERSION, image_tag
 from interpreter.sandboxes.processes import MAX_OPEN_FILES, kernel_argv
 
 OWNER_PID_LABEL = "autocoder.owner_pid"

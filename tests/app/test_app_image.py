@@ -87,7 +87,7 @@ def container_logs(name: str) -> str:
 def test_the_app_image_builds_on_the_offline_base_and_answers_a_chat(tiny_autocoder_path, tmp_path):
     from gradio_client import Client
 
-    from interpreter.image import base_tag, image_exists, image_tag
+    from interpreter.sandboxes.docker_image import base_tag, image_exists, image_tag
 
     require(shutil.which("docker") is not None, "the docker CLI is needed")
     base = base_tag()

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def docker_image() -> str:
     require(DockerAPI().ping(), "no Docker daemon answers (start dockerd)")
-    from interpreter.image import build_image
+    from interpreter.sandboxes.docker_image import build_image
 
     return build_image()  # skipped in well under a second when the image for this Dockerfile exists
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from interpreter import image
+from interpreter.sandboxes import docker_image as image
 from tests.conftest import require
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -202,9 +202,9 @@ def test_make_sandbox_knows_its_names_and_never_picks_none_by_itself():
 @pytest.mark.docker
 def test_auto_is_docker_when_the_engine_answers_and_the_image_exists_else_local(monkeypatch, tmp_path):
     # The README's rule, with each of its conditions made false in turn on the real engine.
-    from interpreter.image import image_tag
     from interpreter.sandboxes import docker as docker_module
     from interpreter.sandboxes.docker_api import DockerAPI
+    from interpreter.sandboxes.docker_image import image_tag
 
     sandbox_or_skip("local")
     api = DockerAPI()

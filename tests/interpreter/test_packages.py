@@ -151,8 +151,8 @@ def _make_sandbox(name: str):
         from interpreter.sandboxes.docker_api import DockerAPI
 
         require(DockerAPI().ping(), "no Docker daemon answers (start dockerd)")
-        from interpreter.image import build_image
         from interpreter.sandboxes.docker import DockerSandbox
+        from interpreter.sandboxes.docker_image import build_image
 
         build_image()
         return DockerSandbox(limits=Limits(memory_mb=512))

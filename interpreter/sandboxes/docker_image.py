@@ -1,8 +1,9 @@
 """Build the docker sandbox image: `python -m interpreter image build [--offline] [--tag TAG]`.
 
-The image's Dockerfile, package list and entry script live in `interpreter/sandboxes/image/`. Its tag is
-`autocoder-sandbox:<hash of that folder>` (plus `:latest`), so a build is skipped when an image for the
-current files exists, and the docker sandbox always asks for the image that matches the code.
+The image's Dockerfile, package list and entry script live beside this module, in
+`interpreter/sandboxes/image/`. Its tag is `autocoder-sandbox:<hash of that folder>` (plus `:latest`), so a
+build is skipped when an image for the current files exists, and the docker sandbox always asks for the
+image that matches the code.
 
 Two ways to get the Debian bookworm base (bookworm ships Python 3.11):
 - online: `debian:bookworm-slim` pulled from the registry;
@@ -31,7 +32,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-IMAGE_DIR = Path(__file__).resolve().parent / "sandboxes" / "image"
+IMAGE_DIR = Path(__file__).resolve().parent / "image"
 IMAGE_REPO = "autocoder-sandbox"
 BASE_REPO = "autocoder-sandbox-base"
 ONLINE_BASE = "debian:bookworm-slim"
@@ -296,8 +297,9 @@ def _cli_build(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m interpreter.image build ...`, the same as `python -m interpreter image build ...`."""
-    parser = argparse.ArgumentParser(prog="python -m interpreter.image")
+    """`python -m interpreter.sandboxes.docker_image build ...`, the same as
+    `python -m interpreter image build ...`."""
+    parser = argparse.ArgumentParser(prog="python -m interpreter.sandboxes.docker_image")
     _add_build(parser.add_subparsers(dest="image_command", required=True))
     args = parser.parse_args(argv)
     return args.func(args)
