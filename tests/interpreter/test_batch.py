@@ -10,6 +10,7 @@ from __future__ import annotations
 import _thread
 import random
 import re
+import signal
 import threading
 import time
 
@@ -142,7 +143,16 @@ def test_a_cancel_stops_scheduling_tells_running_jobs_and_keeps_the_finished_pre
     assert [r for _, r in record.got + rest.got] == list(range(50))
 
 
-def test_ctrl_c_cancels_running_jobs_and_re_raises():
+@pytest.fixture
+def default_sigint():
+    """Ctrl-C as a plain Python program gets it: SIGINT's default handler raises KeyboardInterrupt. Code run
+    in-process by earlier tests, or a library, may have left another handler in place; put it back after."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_cancels_running_jobs_and_re_raises(default_sigint):
     saw_cancel = threading.Event()
 
     def work(i, stop):
