@@ -55,3 +55,10 @@ bench: setup-dev system-test sandbox-image
 	$(PY) -m benchmarks.soak
 	$(PY) -m benchmarks.pipeline_throughput
 	$(PY) -m benchmarks.training_throughput
+	$(PY) -m benchmarks.evaluation_concurrency
+	$(PY) -m benchmarks.decontamination_speed
+	$(PY) -m benchmarks.aiev_overhead
+	$(PY) -m benchmarks.file_transfer
+	$(PY) -m benchmarks.sandbox_latency
+	$(PY) -m benchmarks.canonical_time_limits
+	$(PY) -m benchmarks.chat_tasks
