@@ -75,7 +75,8 @@ def chat_text(page) -> str:
 
 
 def test_chat_streams_runs_code_plots_and_stops(start_app, page):
-    app = start_app()
+    # Retry samples by default (--retry-temperature); greedy here so the retried answer is the taught one.
+    app = start_app("--retry-temperature", "0")
     open_chat(page, app.url)
     page.evaluate(RECORD_CHAT_TEXT)
 
