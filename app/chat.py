@@ -43,6 +43,7 @@ from typing import Any
 
 from app.auth import AccessDenied
 from app.view import NotePart, TextPart, Turn
+from interpreter.kernel import KernelStartError
 from interpreter.loop import Cancel, Done, ErrorEvent, LoopConfig
 from interpreter.session import SessionLimitReached
 from llm.base import DEFAULT_MAX_NEW_TOKENS
@@ -178,8 +179,24 @@ class Chat:
 
     def restart_kernel(self) -> None:
         with self._kernel_lock:
-            if self._kernel is not None:
+            if self._kernel is None:
+                return
+            try:
                 self._kernel.restart()
+            except KernelStartError as exc:
+                # The fresh kernel did not come up (seen rarely on a loaded machine; cause not yet known): drop
+                # the whole session rather than leave the chat on a dead one. The next message starts a new
+                # kernel and says what was lost.
+                log.warning(
+                    "chat %s: kernel restart failed (%s); the next message starts a new one",
+                    self.chat_id,
+                    exc,
+                )
+                kernel, self._kernel = self._kernel, None
+                with self._lock:
+                    self.kernel_note = "The kernel could not be restarted; this message got a new one: variables and workdir files are gone."
+                _close_quietly(kernel, self.chat_id)
+                self._release_slot()
 
     def shutdown_kernel(self, why: str) -> bool:
         """Close the kernel (its folders go too) but keep the conversation; the next message starts a new
