@@ -79,6 +79,9 @@ RECEIVE_HWM = 8
 DEFAULT_MAX_EXECUTION_BYTES = 256 * 1024 * 1024
 INTERRUPT_GRACE_S = 3.0
 STARTUP_TIMEOUT_S = 60.0
+# The first launch attempt's wait before a stalled start is relaunched (KernelSession._launch); a loaded
+# 2-core machine starts a sandboxed kernel in about 6 s.
+STALLED_START_S = 20.0
 # How often a waiting execute checks that the kernel process still lives.
 ALIVE_CHECK_S = 0.2
 # Start-up: when the kernel has not answered this long after connecting, connect again.
@@ -126,6 +129,10 @@ class KernelStartError(RuntimeError):
     """The kernel did not come up; the message says why in one line."""
 
 
+class _StartTimeout(KernelStartError):
+    """A launch attempt ran out of time with the kernel still alive (see KernelSession._launch)."""
+
+
 class KernelSession:
     """A persistent ipykernel inside `sandbox`, reached through IPC sockets in `dirs.ipc`."""
 
@@ -149,6 +156,7 @@ class KernelSession:
         self.output_cap_chars = output_cap_chars
         self.interrupt_grace_s = interrupt_grace_s
         self.startup_timeout_s = startup_timeout_s
+        self._attempt_timeout_s = startup_timeout_s  # the current launch attempt's (see _launch)
         self.process = None
         self._generation = 0
         self._context = None
@@ -170,8 +178,18 @@ class KernelSession:
         return self
 
     def _launch(self) -> None:
+        # A kernel that binds its sockets and then never answers has been seen, rarely and mostly on restarts
+        # (the cause is not known yet). The first attempt waits STALLED_START_S at most; a start that timed
+        # out is launched once more with the full startup_timeout_s.
+        try:
+            self._launch_once(min(self.startup_timeout_s, STALLED_START_S))
+        except _StartTimeout:
+            self._launch_once(self.startup_timeout_s)
+
+    def _launch_once(self, timeout_s: float) -> None:
         import zmq
 
+        self._attempt_timeout_s = timeout_s
         self._generation += 1
         gen = self._generation
         key = secrets.token_hex(32)
@@ -248,8 +266,8 @@ class KernelSession:
             if ready == len(paths):
                 return
             if time.monotonic() > deadline:
-                raise KernelStartError(
-                    f"kernel did not start within {self.startup_timeout_s:.0f} s: {self._log_tail()}"
+                raise _StartTimeout(
+                    f"kernel did not start within {self._attempt_timeout_s:.0f} s: {self._log_tail()}"
                 )
             if not self.process.is_alive():
                 raise KernelStartError(f"kernel exited at start: {self._log_tail()}")
@@ -259,7 +277,7 @@ class KernelSession:
         import zmq
 
         self._close_sockets()
-        self._wait_for_sockets(ports, time.monotonic() + self.startup_timeout_s)
+        self._wait_for_sockets(ports, time.monotonic() + self._attempt_timeout_s)
 
         def socket(kind: int, port: int):
             sock = self._context.socket(kind)
@@ -299,7 +317,7 @@ class KernelSession:
         """kernel_info until the shell answers and iopub delivers (so no early output is missed)."""
         import zmq
 
-        deadline = time.monotonic() + self.startup_timeout_s
+        deadline = time.monotonic() + self._attempt_timeout_s
         shell, iopub = self._sockets["shell"], self._sockets["iopub"]
         poller = zmq.Poller()
         poller.register(shell, zmq.POLLIN)
@@ -323,8 +341,8 @@ class KernelSession:
                 last_probe = connected_at = now
                 patience *= 2  # a kernel slow to answer (a loaded machine) is not cut off every second
             if now > deadline:
-                raise KernelStartError(
-                    f"kernel did not start within {self.startup_timeout_s:.0f} s: {self._log_tail()}"
+                raise _StartTimeout(
+                    f"kernel did not start within {self._attempt_timeout_s:.0f} s: {self._log_tail()}"
                 )
             if not self.process.is_alive():
                 raise KernelStartError(f"kernel exited at start: {self._log_tail()}")
@@ -362,7 +380,7 @@ class KernelSession:
         msg = self._session.msg("execute_request", content)
         self._session.send(self._sockets["shell"], msg)
         shell = self._sockets["shell"]
-        deadline = time.monotonic() + self.startup_timeout_s
+        deadline = time.monotonic() + self._attempt_timeout_s
         while time.monotonic() < deadline:
             if shell.poll(100, zmq.POLLIN):
                 reply = self._recv(shell)
@@ -372,7 +390,7 @@ class KernelSession:
                     return
             elif not self.process.is_alive():
                 raise KernelStartError(f"kernel exited at start: {self._log_tail()}")
-        raise KernelStartError(f"kernel did not finish its setup within {self.startup_timeout_s:.0f} s")
+        raise _StartTimeout(f"kernel did not finish its setup within {self._attempt_timeout_s:.0f} s")
 
     def _log_tail(self) -> str:
         """The kernel process's last line of its own output, when the sandbox keeps it."""
