@@ -385,7 +385,18 @@ def run_sft(config: SFTConfig) -> Path:
             say(
                 f"model saved in {out}; chat with: python -m app --model {out} --render-style {config.render_style}"
             )
+    _leave_process_group()
     return out
+
+
+def _leave_process_group() -> None:
+    """All ranks leave together and tear the process group down before the interpreter exits: a rank whose
+    gloo threads were still alive at exit aborted ("terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def _generation_eos(model) -> set[int]:
