@@ -358,7 +358,8 @@ def _fields(value, index: int) -> dict[str, str]:
     )
 
 
-def _default_id(item, index: int) -> str:
+def default_item_id(item, index: int) -> str:
+    """An item's id: its `id` key or attribute, else its position (shared with `dedup`)."""
     if isinstance(item, Mapping) and "id" in item:
         return str(item["id"])
     if hasattr(item, "id"):
@@ -398,7 +399,7 @@ def decontaminate(
             continue
         name, match = best[index]
         removed_items.append(item)
-        item_id = id_of(item) if id_of is not None else _default_id(item, index)
+        item_id = id_of(item) if id_of is not None else default_item_id(item, index)
         ref = match.reference
         removed.append(
             Removal(index, item_id, name, ref.task_id, ref.benchmark, ref.kind, round(match.score, 4))

@@ -29,11 +29,11 @@ from __future__ import annotations
 import hashlib
 import re
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Generic, TypeVar
 
-from data_pipeline.decontaminate import normalise
+from data_pipeline.decontaminate import default_item_id, normalise
 
 T = TypeVar("T")
 
@@ -98,14 +98,6 @@ def jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b)
 
 
-def _default_id(item, index: int) -> str:
-    if isinstance(item, Mapping) and "id" in item:
-        return str(item["id"])
-    if hasattr(item, "id"):
-        return str(item.id)
-    return str(index)
-
-
 def deduplicate(
     items: Sequence[T],
     text_of: Callable[[T], str],
@@ -129,7 +121,7 @@ def deduplicate(
         if not isinstance(text, str):
             raise DedupError(f"item {index}: text_of must return a str, got {type(text).__name__}")
         texts.append(text)
-    ids = [id_of(item) if id_of is not None else _default_id(item, i) for i, item in enumerate(items)]
+    ids = [id_of(item) if id_of is not None else default_item_id(item, i) for i, item in enumerate(items)]
     order = list(range(len(items)))
     if key is not None:
         order.sort(key=lambda i: key(items[i]))  # stable: ties stay in input order
