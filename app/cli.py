@@ -15,7 +15,7 @@ from app.auth import AUTH_ENV, Auth, parse_auth, read_auth_file
 from interpreter.loop import LoopConfig
 from interpreter.protocol import EXECUTION_MODES, RENDER_STYLES
 from interpreter.sandboxes.select import SANDBOX_NAMES
-from llm.options import add_backend_arguments, check_backend_args
+from llm.options import add_backend_arguments, check_backend_args, non_negative_int
 
 DEFAULT_HOST = "127.0.0.1"  # local only: nothing leaves the machine unless the user asks
 DEFAULT_PORT = 7860
@@ -46,16 +46,6 @@ def _positive_int(name: str):
         return number
 
     return parse
-
-
-def _non_negative_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"wants a whole number, got {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"wants 0 or more, got {number}")
-    return number
 
 
 def _non_negative_float(value: str) -> float:
@@ -145,7 +135,7 @@ def build_parser() -> OneLineParser:
 
     interp.add_argument(
         "--warm-kernels",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=1,
         help="kernels kept booted in the background so a new chat starts at once (default 1; 0: none)",
     )

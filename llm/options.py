@@ -53,7 +53,8 @@ OPENAI_ONLY = (
 )
 
 
-def _non_negative_int(value: str) -> int:
+def non_negative_int(value: str) -> int:
+    """argparse type: a whole number >= 0 (also used by app/cli.py)."""
     try:
         number = int(value)
     except ValueError:
@@ -133,7 +134,7 @@ def add_backend_arguments(parser: argparse.ArgumentParser | Any, *, title: str =
     )
     group.add_argument(
         "--max-retries",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=None,
         metavar="N",
         help="openai backend: retries of a request after 429, 5xx, a timeout or a dropped connection, with "
