@@ -26,6 +26,24 @@ from training.encode import IGNORE_INDEX
 PACKING_ATTENTION = ("sdpa", "eager", "flex_attention", "flash_attention_2", "flash_attention_3")
 
 
+def _padded(features: list[dict], pad_id: int):
+    """input_ids (padded with pad_id) and labels (padded with IGNORE_INDEX) as (rows, width) tensors, and
+    each row's unpadded size."""
+    import torch
+
+    width = max(len(f["input_ids"]) for f in features)
+    n = len(features)
+    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
+    labels = torch.full((n, width), IGNORE_INDEX, dtype=torch.long)
+    sizes = []
+    for row, f in enumerate(features):
+        size = len(f["input_ids"])
+        input_ids[row, :size] = torch.as_tensor(f["input_ids"])
+        labels[row, :size] = torch.as_tensor(f["labels"])
+        sizes.append(size)
+    return input_ids, labels, sizes
+
+
 class PadCollator:
     def __init__(self, pad_id: int):
         self.pad_id = pad_id
@@ -33,15 +51,9 @@ class PadCollator:
     def __call__(self, features: list[dict]) -> dict:
         import torch
 
-        width = max(len(f["input_ids"]) for f in features)
-        n = len(features)
-        input_ids = torch.full((n, width), self.pad_id, dtype=torch.long)
-        labels = torch.full((n, width), IGNORE_INDEX, dtype=torch.long)
-        attention = torch.zeros((n, width), dtype=torch.long)
-        for row, f in enumerate(features):
-            size = len(f["input_ids"])
-            input_ids[row, :size] = torch.as_tensor(f["input_ids"])
-            labels[row, :size] = torch.as_tensor(f["labels"])
+        input_ids, labels, sizes = _padded(features, self.pad_id)
+        attention = torch.zeros_like(input_ids)
+        for row, size in enumerate(sizes):
             attention[row, :size] = 1
         return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
 
@@ -55,15 +67,10 @@ class PackedCollator:
     def __call__(self, features: list[dict]) -> dict:
         import torch
 
-        width = max(len(f["input_ids"]) for f in features)
-        n = len(features)
-        input_ids = torch.full((n, width), self.pad_id, dtype=torch.long)
-        labels = torch.full((n, width), IGNORE_INDEX, dtype=torch.long)
-        positions = torch.zeros((n, width), dtype=torch.long)
-        for row, f in enumerate(features):
-            size = len(f["input_ids"])
-            input_ids[row, :size] = torch.as_tensor(f["input_ids"])
-            labels[row, :size] = torch.as_tensor(f["labels"])
+        input_ids, labels, sizes = _padded(features, self.pad_id)
+        width = input_ids.shape[1]
+        positions = torch.zeros_like(input_ids)
+        for row, (f, size) in enumerate(zip(features, sizes, strict=True)):
             at = 0
             for length in [*f["lengths"], width - size]:
                 positions[row, at : at + length] = torch.arange(length)
