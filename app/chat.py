@@ -1,9 +1,11 @@
 """One chat per browser session: its kernel, its dialogue, its turns, and the loop run for a message.
 
-`ChatSessions` is the registry, keyed by Gradio's session hash: each browser tab (and each
-`gradio_client.Client`) gets its own `Chat`, whose sandboxed kernel starts on first use and is shut down
-when the tab closes (Gradio's unload event), after `idle_timeout_s` without use (a reaper thread), or when
-the server exits (`close_all`, called from atexit).
+`ChatSessions` is the registry, keyed by Gradio's session hash: each `gradio_client.Client` (and a page
+without a browser-held chat id) gets its own `Chat`; a page that brings the id its browser holds is bound
+(`bind`) to that browser's chat, so a reload shows the same chat and kernel (app.chat_history). A kernel
+starts on first use and is shut down after `idle_timeout_s` without use (a reaper thread), when an unbound
+page closes (Gradio's unload event; a bound page's chat waits for the reaper instead), or when the server
+exits (`close_all`, called from atexit).
 
 `Chat.run(...)` runs the interpreter loop for one user message in a worker thread and yields the turn
 after each batch of loop events, so a streaming Gradio handler re-renders at most once per batch, never
@@ -139,6 +141,9 @@ class Chat:
         self.last_used = time.monotonic()
         self.closed = False
         self.kernel_note = ""  # said once in the next turn after an idle kernel was shut down
+        # Called (outside every lock) after an answer ends or the conversation changes: the chat history
+        # (app.chat_history) saves the chat's record here. Its failures are logged, never raised.
+        self.on_changed: Callable[[Chat], None] | None = None
 
     def _initial_dialogue(self) -> list[dict]:
         return [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
@@ -252,7 +257,33 @@ class Chat:
                 return None
             turn = self.turns.pop()
             del self.dialogue[turn.dialogue_start :]
-            return turn
+        self._changed()
+        return turn
+
+    def _changed(self) -> None:
+        if self.on_changed is None:
+            return
+        try:
+            self.on_changed(self)
+        except Exception as exc:  # a full disk must not break the chat
+            log.warning("chat %s: saving it to the history failed: %s", self.chat_id, exc)
+
+    def reopen(self, chat_id: str, dialogue: list[dict], turns: list[Turn]) -> None:
+        """Show another conversation (from the history or a dialogue record) in this chat, with a fresh
+        kernel: the old kernel's state belongs to the conversation shown before."""
+        with self._lock:
+            if self.running:
+                raise BusyError("stop the running answer first")
+            self.running = True  # holds the chat while the kernel restarts, as clear() does
+            self.turns = list(turns)
+            self.dialogue = [dict(m) for m in dialogue]
+            self.chat_id = chat_id
+            self.kernel_note = ""
+        try:
+            self.restart_kernel()
+        finally:
+            with self._lock:
+                self.running = False
 
     def clear(self) -> None:
         """Forget the conversation and give the chat a fresh kernel (files in the workdir stay)."""
@@ -321,6 +352,7 @@ class Chat:
                 self.approval = None
                 self.running = False
             self.touch()
+            self._changed()
 
     @staticmethod
     def _partial_reply(turn: Turn) -> list[dict]:
@@ -451,6 +483,9 @@ class ChatSessions:
         self.idle_timeout_s = idle_timeout_s
         self.slots = KernelSlots(max_sessions, max_per_client)
         self._chats: dict[str, Chat] = {}
+        # Gradio session key -> the key of the chat it shows, for a page that brought a browser-held chat
+        # id (app.chat_history): a reload is a new session showing the same chat.
+        self._aliases: dict[str, str] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._reaper: threading.Thread | None = None
@@ -459,6 +494,7 @@ class ChatSessions:
         """The chat of session `key`, made on first use and owned by `user` from then on (AccessDenied when
         another user asks for it)."""
         with self._lock:
+            key = self._aliases.get(key, key)
             chat = self._chats.get(key)
             if chat is not None and not chat.closed and chat.owner != user:
                 raise AccessDenied("this session belongs to another user; reload the page")
@@ -471,7 +507,7 @@ class ChatSessions:
 
     def peek(self, key: str, user: str | None = None) -> Chat | None:
         with self._lock:
-            chat = self._chats.get(key)
+            chat = self._chats.get(self._aliases.get(key, key))
         if chat is not None and chat.owner != user:
             raise AccessDenied("this session belongs to another user; reload the page")
         return chat
@@ -491,6 +527,26 @@ class ChatSessions:
                 return
             del self._chats[key]
         chat.close()
+
+    def bind(self, session: str, chat_key: str) -> None:
+        """From now on session `session` shows the chat `chat_key` (made by `get(chat_key, ...)`); a chat the
+        session made for itself before it was bound moves to `chat_key` when that has none yet."""
+        with self._lock:
+            own = self._chats.get(session)
+            if own is not None and chat_key not in self._chats and session not in self._aliases:
+                del self._chats[session]
+                own.key = chat_key
+                self._chats[chat_key] = own
+            self._aliases[session] = chat_key
+
+    def release(self, session: str, user: str | None = None) -> None:
+        """The page of `session` went away (Gradio's unload). A bound session only lets go of its chat,
+        whose kernel stays until the idle reaper shuts it down (a reload shows it again); an unbound one
+        closes its own chat, as before."""
+        with self._lock:
+            bound = self._aliases.pop(session, None)
+        if bound is None:
+            self.close(session, user)
 
     def reap_idle(self, now: float | None = None) -> int:
         """Shut down the kernels of chats unused for longer than the idle timeout (never one that is

@@ -25,6 +25,7 @@ DEFAULT_CONCURRENCY = 2
 DEFAULT_MAX_SESSIONS = 16
 DEFAULT_MAX_SESSIONS_PER_CLIENT = 4
 DEFAULT_RETRY_TEMPERATURE = 0.7
+DEFAULT_HISTORY_MAX = 50  # past chats kept per browser
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -192,6 +193,26 @@ def build_parser() -> OneLineParser:
         type=_seconds,
         default=DEFAULT_IDLE_TIMEOUT_S,
         help=f"seconds before an idle browser session's kernel is shut down (default {DEFAULT_IDLE_TIMEOUT_S})",
+    )
+    history = parser.add_argument_group("chat history")
+    history.add_argument(
+        "--history-dir",
+        default=None,
+        metavar="PATH",
+        help="where past chats are kept, a folder per user and browser (default "
+        "$XDG_DATA_HOME/autocoder/chats, else ~/.local/share/autocoder/chats; made 0700, and refused "
+        "unless it is a plain folder of this user)",
+    )
+    history.add_argument(
+        "--history-max",
+        type=_positive_int("--history-max"),
+        default=DEFAULT_HISTORY_MAX,
+        help=f"past chats kept per browser; the oldest go first (default {DEFAULT_HISTORY_MAX})",
+    )
+    history.add_argument(
+        "--no-history",
+        action="store_true",
+        help="keep no chats on disk (a reload still finds the chat while the server runs)",
     )
     return parser
 

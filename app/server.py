@@ -123,7 +123,7 @@ def build_context(args: argparse.Namespace, backend: Any = None):
         max_per_client=getattr(args, "max_sessions_per_client", None),
     )
     scratch = Path(tempfile.mkdtemp(prefix="autocoder-app-"))
-    return AppContext(
+    ctx = AppContext(
         chats=chats,
         run_loop=make_loop_runner(backend, args),
         scratch=scratch,
@@ -135,7 +135,26 @@ def build_context(args: argparse.Namespace, backend: Any = None):
         pool=pool,
         auth_required=bool(_logins(args)),
         retry_temperature=getattr(args, "retry_temperature", 0.7),
-    ), backend
+    )
+    ctx.history = make_history(args, chats, ctx.export_meta())
+    return ctx, backend
+
+
+def make_history(args: argparse.Namespace, chats: ChatSessions, meta: dict):
+    """Browser-held chat ids, and the store of past chats unless --no-history (its folder checked now, so
+    a bad --history-dir fails in one line before the page opens)."""
+    from app.chat_history import BrowserIds, ChatHistory, ChatStore, default_history_dir
+
+    if getattr(args, "no_history", False):
+        history = ChatHistory(chats, BrowserIds.ephemeral(), None, meta)
+        log.info("chat history: off (--no-history)")
+    else:
+        folder = Path(getattr(args, "history_dir", None) or default_history_dir()).expanduser()
+        store = ChatStore(folder, getattr(args, "history_max", 50))
+        history = ChatHistory(chats, BrowserIds.in_folder(folder), store, meta)
+        log.info("chat history: %s (last %d chats per browser)", folder, store.max_chats)
+    history.exec_timeout_s = args.exec_timeout
+    return history
 
 
 def _logins(args: argparse.Namespace) -> list:

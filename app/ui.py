@@ -45,6 +45,7 @@ from app import export
 from app.auth import AccessDenied, Caller, caller_of
 from app.chat import BusyError, Chat, ChatSessions, LoopRunner, SessionLimitError, Settings
 from app.files import snapshot_for_download, upload_into
+from app.history_panel import add_history_panel
 from app.safe_markdown import sanitize_messages
 from app.view import ImageStore, render_turn, render_turns
 from interpreter.protocol import EXECUTION_MODES
@@ -72,6 +73,7 @@ class AppContext:
     pool: Any = None  # interpreter.pool.SessionPool that start_kernel draws from (closed at exit)
     auth_required: bool = False  # --auth is on: every call needs a signed-in user
     retry_temperature: float = 0.7  # --retry-temperature: Retry samples when the panel's temperature is 0
+    history: Any = None  # app.chat_history.ChatHistory: browser-held chat ids and past chats
 
     @property
     def images(self) -> ImageStore:
@@ -246,6 +248,9 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                         export_nb = gr.Button("Notebook (.ipynb)", size="sm", elem_id="export-ipynb")
                         export_json = gr.Button("Dialogue (.jsonl)", size="sm", elem_id="export-jsonl")
                     export_file = gr.File(label="Exported file", interactive=False, elem_id="export-file")
+                # New chat, past chats, open a dialogue record, re-run its code; binds the page to the
+                # browser's chat on load, so a reload keeps the conversation and the kernel.
+                add_history_panel(ctx, demo, chatbot)
 
         settings_inputs = [temperature, top_p, max_new_tokens, max_rounds, execution_mode]
         chat_outputs = [chatbot, prompt, approval_box, approval_code, workdir_files]
@@ -462,7 +467,9 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                 caller = caller_of(request, ctx.auth_required)
             except AccessDenied:
                 return
-            ctx.chats.close(caller.key, caller.user)  # only the caller's own chat
+            # Only the caller's own chat; a page bound to its browser's chat just lets go of it (the idle
+            # reaper shuts its kernel down), so a reload finds conversation and kernel as they were.
+            ctx.chats.release(caller.key, caller.user)
 
         demo.unload(on_unload)
     return demo

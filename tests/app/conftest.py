@@ -48,6 +48,8 @@ class AppProcess:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / "app.log"
         env = {**os.environ, "TMPDIR": str(self.tmp), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+        # The chat history's default folder is under $XDG_DATA_HOME: a test's own, never the user's.
+        env["XDG_DATA_HOME"] = str(self.tmp / "data")
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "app", "--port", str(self.port), *args],
