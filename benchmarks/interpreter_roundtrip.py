@@ -3,7 +3,10 @@
 Run: `python -m benchmarks.interpreter_roundtrip [--sandboxes docker local] [--roundtrips 200]`.
 
 For each sandbox (docker, local):
-1. warm round trip: median time of `print(1)` in a started session (goal: 5 ms or less);
+1. warm round trip: median time of `print(1)` in a started session, from the call to the result (goal:
+   2.5 ms or less). Baseline, same run, interleaved: stock Jupyter, i.e. jupyter_client's
+   `BlockingKernelClient.execute_interactive("print(1)")` against a stock ipykernel started outside any
+   sandbox (as nobody, on TCP loopback, IPython history on; see `StockJupyter`); the ratio is printed;
 2. session start to first result: a fresh `Session` started cold and its first `print(1)`, and the same
    through a warm `interpreter.pool.SessionPool` (acquire + first `print(1)`; goals: 1 s docker, 0.7 s
    local, for the warm path a new chat actually takes);
@@ -18,6 +21,9 @@ What it deliberately does not measure: model generation (benchmarks/loop_overhea
 from __future__ import annotations
 
 import argparse
+import os
+import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -28,7 +34,7 @@ from pathlib import Path
 
 NUMPY_CELL = "import numpy as np; print(np.arange(10).sum())"
 GOALS = {
-    "roundtrip_ms": 5.0,
+    "roundtrip_ms": 2.5,
     "start_s": {"docker": 1.0, "local": 0.7},
     "ratio": 30.0,
 }
@@ -49,6 +55,66 @@ def _time_runs(session, code: str, n: int, expect: str) -> list[float]:
     return samples
 
 
+class StockJupyter:
+    """The baseline: a stock ipykernel (no sandbox, no prelude) and jupyter_client's blocking client.
+
+    The kernel runs as nobody (setpriv), like ours, never as root; its folder is a temporary one of its own
+    (the session base folder is private to this process's user)."""
+
+    def __init__(self):
+        from jupyter_client import BlockingKernelClient
+        from jupyter_client.connect import write_connection_file
+
+        self.folder = Path(tempfile.mkdtemp(prefix="autocoder-stock-"))
+        self.folder.chmod(0o711)
+        home = self.folder / "home"
+        home.mkdir()
+        home.chmod(0o777)  # the kernel's IPython history goes here
+        key = secrets.token_hex(32).encode()
+        connection, _ = write_connection_file(str(self.folder / "kernel.json"), ip="127.0.0.1", key=key)
+        os.chmod(connection, 0o644)
+        env = {**os.environ, "HOME": str(home), "IPYTHONDIR": str(home / "ipython")}
+        self.process = subprocess.Popen(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+            + [sys.executable, "-m", "ipykernel_launcher", "-f", connection],
+            env=env,
+            cwd=home,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.client = BlockingKernelClient(connection_file=connection)
+        self.client.load_connection_file()
+        self.client.start_channels()
+        self.client.wait_for_ready(timeout=60)
+
+    def run(self, code: str) -> str:
+        out: list[str] = []
+
+        def hook(msg: dict) -> None:
+            if msg["msg_type"] == "stream":
+                out.append(msg["content"]["text"])
+
+        self.client.execute_interactive(code, output_hook=hook, timeout=30)
+        return "".join(out)
+
+    def close(self) -> None:
+        self.client.stop_channels()
+        self.process.kill()
+        self.process.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _time_stock(stock: StockJupyter, code: str, n: int, expect: str) -> list[float]:
+    samples = []
+    for _ in range(n):
+        started = time.perf_counter()
+        out = stock.run(code)
+        samples.append(time.perf_counter() - started)
+        if out != expect:
+            raise RuntimeError(f"unexpected output of {code!r} from the stock kernel: {out!r}")
+    return samples
+
+
 def _make_sandbox(name: str):
     from interpreter.sandboxes.base import Limits
     from interpreter.sandboxes.select import make_sandbox
@@ -63,12 +129,21 @@ def measure_sandbox(name: str, roundtrips: int, starts: int, cells: int, base: P
     sandbox = _make_sandbox(name)
     row: dict = {"sandbox": name}
 
-    # 1 + 3: warm kernel.
-    with Session(sandbox, base_dir=base) as session:
-        _time_runs(session, "print(1)", 10, "1\n")  # warm up the channels
-        row["roundtrip"] = _time_runs(session, "print(1)", roundtrips, "1\n")
-        _time_runs(session, NUMPY_CELL, 2, "45\n")
-        row["numpy_warm"] = _time_runs(session, NUMPY_CELL, cells, "45\n")
+    # 1 + 3: warm kernel, interleaved with the stock Jupyter baseline in blocks (same machine load).
+    stock = StockJupyter()
+    try:
+        with Session(sandbox, base_dir=base) as session:
+            _time_runs(session, "print(1)", 10, "1\n")  # warm up the channels
+            _time_stock(stock, "print(1)", 10, "1\n")
+            row["roundtrip"], row["stock"] = [], []
+            for block in range(0, roundtrips, 20):
+                n = min(20, roundtrips - block)
+                row["roundtrip"] += _time_runs(session, "print(1)", n, "1\n")
+                row["stock"] += _time_stock(stock, "print(1)", n, "1\n")
+            _time_runs(session, NUMPY_CELL, 2, "45\n")
+            row["numpy_warm"] = _time_runs(session, NUMPY_CELL, cells, "45\n")
+    finally:
+        stock.close()
 
     # 2a: cold start to first result.
     cold = []
@@ -175,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
                 "ms",
                 GOALS["roundtrip_ms"],
             ),
+            (f"baseline: stock Jupyter print(1), n={len(row['stock'])}", "stock", 1000, "ms", None),
             (f"start to first result, cold, n={len(row['start_cold'])}", "start_cold", 1, "s", goal_start),
             (
                 f"start to first result, warm pool, n={len(row['start_pool'])}",
@@ -191,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
             goal_text = f"{goal:g} {unit}" if goal is not None else "-"
             status = _status(median, goal) if goal is not None else ""
             print(f"{name:8} {label:44} {median:8.3f} {unit:2} {p90:8.3f} {unit:2} {goal_text:>9}  {status}")
+    for row in rows:
+        ratio = statistics.median(row["stock"]) / statistics.median(row["roundtrip"])
+        label = "round trip: stock Jupyter / ours (same run)"
+        print(f"{row['sandbox']:8} {label:44} {ratio:8.2f} x")
     if demo is not None:
         demo_ms = _median_ms(demo)
         print(f"{'docker':8} {f'numpy cell, original docker exec, n={len(demo)}':44} {demo_ms:8.3f} ms")

@@ -60,6 +60,30 @@ def test_output_streams_in_order_while_the_code_runs(local_session):
     assert result.stdout == "first\nthird\n" and result.stderr == "second\n"
 
 
+def test_the_kernel_sends_only_what_the_host_reads_and_all_output_before_idle(local_session, monkeypatch):
+    # The prelude drops ipykernel's "busy" status and execute_input echo (kernel_prelude._autocoder_quick_replies)
+    # and its 0.5 ms sleep before the reply: output written without a flush, on both streams, still arrives
+    # before the idle status that ends the execution.
+    kernel = local_session.kernel
+    seen: list[str] = []
+    handle = kernel._handle_iopub
+
+    def record(run, message):
+        seen.append(message["msg_type"] + "/" + message["content"].get("execution_state", ""))
+        handle(run, message)
+
+    monkeypatch.setattr(kernel, "_handle_iopub", record)
+    code = "import sys\nfor i in range(3):\n    print(i)\n    sys.stderr.write(f'e{i}\\n')\n7"
+    for _ in range(3):
+        seen.clear()
+        result = local_session.run(code)
+        assert result.status == STATUS_OK, result
+        assert (result.stdout, result.stderr) == ("0\n1\n2\n", "e0\ne1\ne2\n")
+        assert result.outputs[-1]["data"] == {"text/plain": "7"}
+        assert "status/busy" not in seen and "execute_input/" not in seen, seen
+        assert seen[-1] == "status/idle", seen
+
+
 def test_execute_result_and_html_display_are_mime_bundles(local_session):
     result = local_session.run("from IPython.display import HTML, display\ndisplay(HTML('<b>hi</b>'))\n6 * 7")
     assert result.status == STATUS_OK

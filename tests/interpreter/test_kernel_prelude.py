@@ -154,3 +154,56 @@ def test_the_sent_cell_sets_up_the_shell_and_leaves_the_namespace_clean(tmp_path
     assert report["tee_replaced"]
     assert report["writes"] == ["01234567", "\x1eautocoder-dropped:2\x1e", "abc"]
     assert report["path_has_cwd"]
+
+
+class _Stream:
+    """The parts of ipykernel's OutStream that the quick flush reads."""
+
+    def __init__(self):
+        self._flush_pending = False
+        self._subprocess_flush_pending = False
+        self.pub_thread = object()
+        self.flushes = 0
+
+    def flush(self):
+        self.flushes += 1
+
+
+def test_the_quick_flush_skips_only_a_stream_with_nothing_written():
+    stream = _Stream()
+    flush = kernel_prelude._autocoder_quick_flush(stream)
+    flush()
+    assert stream.flushes == 0  # nothing written since the last flush: no round trip
+    stream._flush_pending = True
+    flush()
+    stream._flush_pending, stream._subprocess_flush_pending = False, True
+    flush()
+    assert stream.flushes == 2
+    # A stream whose state it does not know (not ipykernel's OutStream) keeps its own flush.
+    assert kernel_prelude._autocoder_quick_flush(sys.__stdout__) is None
+
+
+def test_quick_replies_drop_the_sleep_the_busy_status_and_the_input_echo_only():
+    published = []
+
+    class Kernel:
+        _execute_sleep = 0.0005
+
+        def _publish_status(self, status, channel, parent=None):
+            published.append(("status", status, channel))
+
+        def _publish_execute_input(self, code, parent, count):
+            published.append(("execute_input", code))
+
+    kernel, stream = Kernel(), _Stream()
+    kernel_prelude._autocoder_quick_replies(kernel, [stream, sys.__stdout__])
+    assert kernel._execute_sleep == 0.0
+    kernel._publish_status("busy", "shell")
+    kernel._publish_execute_input("print(1)", {}, 1)
+    kernel._publish_status("idle", "shell")
+    kernel._publish_status("starting", "shell")
+    assert published == [("status", "idle", "shell"), ("status", "starting", "shell")]
+    stream.flush()
+    assert stream.flushes == 0
+    # Anything else (no kernel: the stand-in shell of the test above) is left alone.
+    kernel_prelude._autocoder_quick_replies(None, [])
