@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.auth import AccessDenied
+from app.uploads import with_note
 from app.view import NotePart, TextPart, Turn
 from interpreter.kernel import KernelStartError
 from interpreter.loop import Cancel, Done, ErrorEvent, LoopConfig
@@ -144,6 +145,10 @@ class Chat:
         # Called (outside every lock) after an answer ends or the conversation changes: the chat history
         # (app.chat_history) saves the chat's record here. Its failures are logged, never raised.
         self.on_changed: Callable[[Chat], None] | None = None
+        # Files uploaded since the last message ("data.csv (1.2 kB)"), not yet told to the model.
+        self.uploads: list[str] = []
+        # The turn Retry took back: its answer stays browsable in the turn that replaces it.
+        self._replaced: Turn | None = None
 
     def _initial_dialogue(self) -> list[dict]:
         return [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
@@ -250,13 +255,17 @@ class Chat:
             approval.resolve(None)
         return True
 
-    def undo(self) -> Turn | None:
-        """Drop the last exchange (its user message and everything after it); return it."""
+    def undo(self, retry: bool = False) -> Turn | None:
+        """Drop the last exchange (its user message and everything after it); return it. The uploads it
+        told the model of are told again with the next message; with `retry` the next message (the same
+        one again) also keeps the dropped answer as an earlier answer."""
         with self._lock:
             if self.running or not self.turns:
                 return None
             turn = self.turns.pop()
             del self.dialogue[turn.dialogue_start :]
+            self.uploads[:0] = turn.uploads
+            self._replaced = turn if retry else None
         self._changed()
         return turn
 
@@ -294,11 +303,28 @@ class Chat:
             self.turns.clear()
             self.dialogue = self._initial_dialogue()
             self.chat_id = uuid.uuid4().hex[:12]
+            self.uploads.clear()  # a fresh conversation; the files themselves stay in the workdir
+            self._replaced = None
         try:
             self.restart_kernel()
         finally:
             with self._lock:
                 self.running = False
+
+    def add_uploads(self, descriptions: list[str]) -> None:
+        """Files just uploaded into the workdir: the model is told with the next message (app.uploads)."""
+        with self._lock:
+            self.uploads.extend(descriptions)
+
+    def _next_turn(self, message: str) -> Turn:
+        """The turn for a new message (under _lock): it takes the uploads not yet told, and the answers
+        a Retry of this same message replaced."""
+        turn = Turn(user=message, dialogue_start=len(self.dialogue), uploads=self.uploads)
+        self.uploads = []
+        replaced, self._replaced = self._replaced, None
+        if replaced is not None and replaced.user == message:
+            turn.earlier = [*replaced.earlier, replaced.parts]
+        return turn
 
     def run(self, message: str, settings: Settings, run_loop: LoopRunner) -> Iterator[Turn]:
         """Answer one user message; yields the (growing) turn after each batch of loop events."""
@@ -308,12 +334,12 @@ class Chat:
             # The new cancel exists before anyone can see `running`: a Stop from then on reaches this answer.
             self.cancel = cancel = Cancel()
             self.running = True
-            turn = Turn(user=message, dialogue_start=len(self.dialogue))
+            turn = self._next_turn(message)
             if self.kernel_note:
                 turn.parts.append(NotePart(self.kernel_note))
                 self.kernel_note = ""
             self.turns.append(turn)
-            dialogue = [*self.dialogue, {"role": "user", "content": message}]
+            dialogue = [*self.dialogue, {"role": "user", "content": with_note(message, turn.uploads)}]
         self.touch()
         events: queue.Queue = queue.Queue()
         worker = threading.Thread(

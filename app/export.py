@@ -3,7 +3,9 @@
 Notebook: user and assistant text become markdown cells; every execution becomes a code cell with its
 outputs (streams, rich display data such as matplotlib PNGs, the error with its traceback). `sh` blocks
 become `%%sh` cells, which is how they would run in Jupyter. Blocks the user skipped stay as code cells
-without outputs.
+without outputs. A block that ran is its code cell only (never also a markdown copy of the code the model
+wrote), so each piece of code appears once. A user cell names the files uploaded before it. Answers that a
+Retry replaced are left out: the notebook is the conversation the model had.
 
 Dialogue: one `interpreter.dialogue` record (schema, id, messages, meta) written as one JSON line,
 exactly what the loop kept as the model's dialogue; its execution turns carry their structured runs, so
@@ -22,7 +24,7 @@ import time
 import nbformat
 from nbformat import v4
 
-from app.view import BlockPart, ExecPart, NotePart, TextPart, Turn, fenced
+from app.view import BlockPart, ExecPart, NotePart, TextPart, Turn, fenced, uploads_text
 from interpreter.dialogue import Dialogue, validate_record
 
 
@@ -34,7 +36,8 @@ def to_notebook(
         cells.append(v4.new_markdown_cell(f"**System:**\n\n{system_prompt}"))
     count = 0
     for turn in turns:
-        cells.append(v4.new_markdown_cell(f"**User:**\n\n{turn.user}"))
+        uploaded = f"{uploads_text(turn.uploads)}\n\n" if turn.uploads else ""
+        cells.append(v4.new_markdown_cell(f"**User:**\n\n{uploaded}{turn.user}"))
         for part in turn.parts:
             if isinstance(part, BlockPart):
                 if not part.ran:  # a block that did not run: the code as the model wrote it

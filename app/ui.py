@@ -1,9 +1,15 @@
 """The Gradio page and its event handlers, plus the one public API endpoint, `/chat`.
 
-Layout: the chat with a prompt box and Send/Stop; Retry/Undo/Clear under it; an approval box (execution
-mode "ask": the code, editable, with Run/Skip) that appears only while the loop waits; on the side,
-Settings, Files (upload into the workdir, download what the code wrote) and Export (.ipynb, dialogue
-.jsonl). Every handler finds its chat through Gradio's session hash (`app.chat.ChatSessions`).
+Layout: the chat; right under it an approval box (execution mode "ask": the code, editable, with Run/Skip)
+that appears only while the loop waits; the prompt box with one Send/Stop button (Send when idle, Stop
+while answering); Retry/Undo/Clear under it; on the side (below, on a phone), Settings, Files (upload into
+the workdir, download what the code wrote) and Export (.ipynb, dialogue .jsonl). Styling: app.page_style.
+Every handler finds its chat through Gradio's session hash (`app.chat.ChatSessions`).
+
+Busy and errors: a message shows at once with a "Thinking…" placeholder until the model's first words; a
+message sent while one is answered is refused with a toast. Nothing a user can cause raises an error
+overlay: user-level problems are toasts (gr.Warning) or lines in the chat; refusals fail the call with a
+toast and no traceback in the log.
 
 Chat handlers share one concurrency group ("chat", limit `--concurrency`): more waiting chats queue, and
 Gradio shows each its place in the queue. Stop and Run/Skip have no limit, so they never wait behind the
@@ -34,7 +40,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,18 +52,20 @@ import gradio as gr
 from app import export
 from app.auth import AccessDenied, Caller, caller_of
 from app.chat import BusyError, Chat, ChatSessions, LoopRunner, SessionLimitError, Settings
-from app.files import snapshot_for_download, upload_into
+from app.files import snapshot_for_download, upload_into, workdir_files
 from app.history_panel import add_history_panel
+from app.page_style import PAGE_CSS, SCROLL_TO_APPROVAL_JS
 from app.safe_markdown import sanitize_messages
-from app.view import ImageStore, render_turn, render_turns
+from app.uploads import describe
+from app.view import EXEC_CSS, ImageStore, render_turn, render_turns, uploads_text
 from interpreter.protocol import EXECUTION_MODES
 
 log = logging.getLogger("app")
 
-CSS = """
-#notice { border-left: 4px solid #e0a000; padding-left: 0.75em; }
-#approval { border: 2px solid #e0a000; }
-"""
+CSS = PAGE_CSS  # the page's own look (app.page_style); app.server passes CSS to launch()
+# -- execution messages: normal-contrast code, colour per status (app.view owns the marks): begin --
+CSS += EXEC_CSS
+# -- execution messages: end --
 
 
 @dataclass
@@ -91,12 +101,76 @@ def image_folder() -> Path:
     return Path(get_upload_folder()) / f"autocoder-images-{os.getpid()}"
 
 
+def _refusal(why: object) -> gr.Error:
+    """A refused call: the call fails (API clients see the message), the page shows a toast (its events
+    hide Gradio's error marks, see `QUIET`), and the log gets no traceback for what is not a bug."""
+    return gr.Error(str(why), print_exception=False)
+
+
+def _halt() -> gr.Error:
+    """Ends an event chain (its `.success` steps do not run) without showing anything: the handler has
+    already said why in a toast."""
+    return gr.Error("", visible=False, print_exception=False)
+
+
+# The one Send/Stop button: its label is also what a press does (the handler reads it as an input, so a
+# press does what the user saw).
+SEND, STOP = "Send", "Stop"
+
+
+def _send_stop(busy: bool) -> dict:
+    return gr.update(value=STOP if busy else SEND, variant="stop" if busy else "primary")
+
+
+# Shown in the chat from the moment a message is accepted until the model's first words arrive (a model
+# may take seconds to start, or the message waits in the queue).
+THINKING = {"role": "assistant", "content": "", "metadata": {"title": "Thinking…", "status": "pending"}}
+
+# Handlers whose outputs should not get Gradio's spinner, orange outline or red "Error" pill: every event
+# but the answers (those show their progress, and their queue place, in the chat's corner only).
+QUIET: dict[str, Any] = {"show_progress": "hidden"}
+
+
+class WaitingMessages:
+    """Messages accepted but not yet being answered (they wait in the queue for a free slot), one per page
+    (Gradio session), each with a token of its own: a second message in that gap is refused as one during
+    the answer is, and Stop calls the waiting one off at once (its queued answer then finds its token gone
+    and does nothing, even if the page has sent another message since). Keyed by page, not by chat: an
+    entry a closed page leaves behind can never block anyone."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tokens: dict[str, str] = {}  # session -> token of its waiting message
+
+    def add(self, session: str) -> str | None:
+        """Note a page's accepted message; its token, or None if one is already waiting."""
+        with self._lock:
+            if session in self._tokens:
+                return None
+            token = self._tokens[session] = uuid.uuid4().hex
+            return token
+
+    def stop(self, session: str) -> bool:
+        """Stop pressed: the waiting message (if any) will not be answered. Returns whether one waited."""
+        with self._lock:
+            return self._tokens.pop(session, None) is not None
+
+    def take(self, session: str, token: str) -> bool:
+        """The answer is about to start: True if this message still waits (it is forgotten here), False if
+        Stop called it off."""
+        with self._lock:
+            if self._tokens.get(session) != token:
+                return False
+            del self._tokens[session]
+            return True
+
+
 def _caller(ctx: AppContext, request: gr.Request | None) -> Caller:
     """The checked caller of a handler; a refusal is the one-line error the page shows."""
     try:
         return caller_of(request, ctx.auth_required)
     except AccessDenied as exc:
-        raise gr.Error(str(exc)) from None
+        raise _refusal(exc) from None
 
 
 def _chat(ctx: AppContext, request: gr.Request | None) -> Chat:
@@ -105,7 +179,7 @@ def _chat(ctx: AppContext, request: gr.Request | None) -> Chat:
     try:
         return ctx.chats.get(caller.key, caller.user, caller.client)
     except AccessDenied as exc:
-        raise gr.Error(str(exc)) from None
+        raise _refusal(exc) from None
 
 
 def _peek(ctx: AppContext, request: gr.Request | None) -> Chat | None:
@@ -114,7 +188,7 @@ def _peek(ctx: AppContext, request: gr.Request | None) -> Chat | None:
     try:
         return ctx.chats.peek(caller.key, caller.user)
     except AccessDenied as exc:
-        raise gr.Error(str(exc)) from None
+        raise _refusal(exc) from None
 
 
 def _shown_turns(turns, images: ImageStore) -> list[dict]:
@@ -133,7 +207,7 @@ def _uploaded_paths(paths: list[str]) -> list[str]:
     folder = os.path.realpath(get_upload_folder())
     for path in paths:
         if os.path.commonpath([folder, os.path.realpath(path)]) != folder:
-            raise gr.Error("uploads come from the Upload box only")
+            raise _refusal("uploads come from the Upload box only")
     return paths
 
 
@@ -168,6 +242,25 @@ def _files_of(ctx: AppContext, chat: Chat) -> list[str]:
         return []
 
 
+def _cleared_note(chat: Chat, had_kernel: bool) -> str:
+    """What Clear did and kept, said exactly: a fresh kernel, and the workdir's files still there."""
+    said = "Cleared: the conversation is forgotten"
+    if not had_kernel:
+        return f"{said}."
+    if not chat.kernel_started:  # the restart failed: the session and its folders went (app.chat)
+        return f"{said}; the kernel could not be restarted, so the next message gets a new one (workdir files are gone)."
+    try:
+        names = [str(path) for path in workdir_files(chat.workdir())]
+    except Exception as exc:  # listing is a courtesy; Clear itself worked
+        log.warning("listing the workdir of chat %s failed: %s", chat.chat_id, exc)
+        names = []
+    said += " and the kernel restarted (variables and imports are gone)"
+    if not names:
+        return f"{said}. The workdir is empty."
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    return f"{said}. Kept: the {len(names)} file{'s' if len(names) != 1 else ''} in the workdir ({shown})."
+
+
 def build_ui(ctx: AppContext) -> gr.Blocks:
     d = ctx.defaults
     with gr.Blocks(title="AutoCoder") as demo:
@@ -182,27 +275,13 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                     elem_id="chatbot",
                     height=640,
                     label="Chat",
+                    show_label=False,  # Gradio's floating label covered the first message
                     buttons=["copy", "copy_all"],
                     feedback_options=None,
                     placeholder="Ask for something that needs code, e.g. *plot a sine wave and save it as sine.png* "
                     "or *compute 17 * 23*.",
                 )
-                with gr.Row():
-                    prompt = gr.Textbox(
-                        elem_id="prompt",
-                        show_label=False,
-                        placeholder="Message (Enter to send, Shift+Enter for a new line)",
-                        lines=1,
-                        max_lines=8,
-                        scale=8,
-                        autofocus=True,
-                    )
-                    send = gr.Button("Send", variant="primary", elem_id="send", scale=1, min_width=80)
-                    stop = gr.Button("Stop", variant="stop", elem_id="stop", scale=1, min_width=80)
-                with gr.Row():
-                    retry = gr.Button("↻ Retry", elem_id="retry", size="sm")
-                    undo = gr.Button("↶ Undo", elem_id="undo", size="sm")
-                    clear = gr.Button("Clear (fresh kernel)", elem_id="clear", size="sm")
+                # Right under the chat, next to the code it asks about (app.page_style scrolls it into view).
                 with gr.Group(visible=False, elem_id="approval") as approval_box:
                     gr.Markdown(
                         "**The model wants to run this code.** Edit it if you like, then Run or Skip."
@@ -213,6 +292,23 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                     with gr.Row():
                         run_code = gr.Button("Run", variant="primary", elem_id="approve-run")
                         skip_code = gr.Button("Skip", elem_id="approve-skip")
+                with gr.Row(elem_id="prompt-row"):
+                    prompt = gr.Textbox(
+                        elem_id="prompt",
+                        show_label=False,
+                        placeholder="Message (Enter to send, Shift+Enter for a new line)",
+                        lines=1,
+                        max_lines=8,
+                        scale=8,
+                        min_width=160,
+                        autofocus=True,
+                    )
+                    # Send when idle, Stop while answering (see SEND, STOP).
+                    send_stop = gr.Button(SEND, variant="primary", elem_id="send-stop", scale=1, min_width=80)
+                with gr.Row(elem_id="actions-row"):
+                    retry = gr.Button("↻ Retry", elem_id="retry", size="sm")
+                    undo = gr.Button("↶ Undo", elem_id="undo", size="sm")
+                    clear = gr.Button("Clear (fresh kernel)", elem_id="clear", size="sm")
             with gr.Column(scale=1, min_width=340):
                 with gr.Accordion("Settings", open=False, elem_id="settings"):
                     temperature = gr.Slider(
@@ -253,10 +349,13 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                 add_history_panel(ctx, demo, chatbot)
 
         settings_inputs = [temperature, top_p, max_new_tokens, max_rounds, execution_mode]
-        chat_outputs = [chatbot, prompt, approval_box, approval_code, workdir_files]
+        chat_outputs = [chatbot, prompt, approval_box, approval_code, workdir_files, send_stop]
+        unchanged = tuple(gr.skip() for _ in chat_outputs)
+        waiting = WaitingMessages()
 
         def answer(chat: Chat, message: str, settings: Settings):
-            """Stream one answer: the chat re-rendered after each batch of loop events."""
+            """Stream one answer: the chat re-rendered after each batch of loop events, with "Thinking…"
+            until the model's first words; the button says Stop until the last update, which says Send."""
             history = _shown_turns(chat.turns, ctx.images)
             asking_shown = False
             try:
@@ -268,80 +367,118 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                         box, code = gr.update(visible=asking_shown), (asking if asking_shown else gr.skip())
                     else:
                         box, code = gr.skip(), gr.skip()
-                    yield history + _shown_turn(turn, ctx.images), gr.skip(), box, code, gr.skip()
-            except BusyError as exc:
-                raise gr.Error(str(exc)) from None
+                    shown = history + _shown_turn(turn, ctx.images)
+                    if not (turn.raw_text().strip() or turn.executions()):
+                        shown += sanitize_messages([THINKING])
+                    yield shown, gr.skip(), box, code, gr.skip(), _send_stop(busy=True)
+            except BusyError as exc:  # a race the page's own checks did not catch: said, not raised
+                gr.Warning(str(exc))
             yield (
                 _shown_turns(chat.turns, ctx.images),
                 gr.skip(),
                 gr.update(visible=False),
                 gr.skip(),
                 _files_of(ctx, chat),
+                _send_stop(busy=False),
             )
 
         def on_enqueue(message: str, request: gr.Request):
-            """Show the user's message at once (not queued), so a queued chat shows what it waits for."""
+            """Enter in the message box, or Send: show the message and "Thinking…" at once (so a queued chat
+            shows what it waits for) and turn the button into Stop. A message while one is being answered
+            (or waits in the queue) is refused with a toast and stays in the box."""
             if not message or not message.strip():
-                return gr.skip(), gr.skip(), ""
+                raise _halt()
             chat = _chat(ctx, request)
-            if chat.running:
-                gr.Warning("still answering the last message: press Stop first")
-                return gr.skip(), gr.skip(), ""
+            token = None if chat.running else waiting.add(request.session_hash)
+            if token is None:
+                gr.Warning("Still answering your last message: wait for it, or press Stop first.")
+                raise _halt()
             shown = _shown_turns(chat.turns, ctx.images) + sanitize_messages(
-                [{"role": "user", "content": message}]
+                [{"role": "user", "content": message}, THINKING]
             )
-            return shown, "", message
+            return shown, "", {"message": message, "token": token}, _send_stop(busy=True)
+
+        def on_press_send(label: str, message: str, request: gr.Request):
+            """The Send/Stop button pressed while it said Send (`on_press_stop` handles Stop)."""
+            if label == STOP:
+                raise _halt()
+            return on_enqueue(message, request)
+
+        def on_press_stop(label: str, request: gr.Request):
+            """The Send/Stop button pressed while it said Stop: stop the answer (its last update says Send),
+            or call off the message waiting in the queue (taken off the chat at once). With neither (the
+            button missed an update), it just goes back to Send."""
+            if label != STOP:
+                return gr.skip(), gr.skip()
+            if on_stop(request):
+                return gr.skip(), gr.skip()
+            chat = _peek(ctx, request)
+            if waiting.stop(request.session_hash) and chat is not None:
+                log.info("chat %s: a message waiting in the queue was stopped", chat.chat_id)
+                return _shown_turns(chat.turns, ctx.images), _send_stop(busy=False)
+            return gr.skip(), _send_stop(busy=False)
 
         def on_submit(
-            message, temperature, top_p, max_new_tokens, max_rounds, execution_mode, request: gr.Request
+            pending, temperature, top_p, max_new_tokens, max_rounds, execution_mode, request: gr.Request
         ):
-            if not message or not message.strip():
-                yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-                return
             chat = _chat(ctx, request)
+            if not waiting.take(request.session_hash, pending["token"]):  # Stop called it off
+                yield unchanged
+                return
             yield from answer(
-                chat, message, _settings(temperature, top_p, max_new_tokens, max_rounds, execution_mode)
+                chat,
+                pending["message"],
+                _settings(temperature, top_p, max_new_tokens, max_rounds, execution_mode),
             )
 
         def on_retry(temperature, top_p, max_new_tokens, max_rounds, execution_mode, request: gr.Request):
             values = (temperature, top_p, max_new_tokens, max_rounds, execution_mode)
             chat = _chat(ctx, request)
             if chat.running:
-                raise gr.Error("stop the running answer first")
-            turn = chat.undo()
+                gr.Warning("Stop the running answer first.")
+                yield unchanged
+                return
+            turn = chat.undo(retry=True)  # the new turn keeps this answer as an earlier one (browsable)
             if turn is None:  # a toast, not an error overlay (and no traceback in the log)
                 gr.Warning("nothing to retry yet")
-                yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                yield unchanged
                 return
             settings = _settings(*values)
             if settings.temperature == 0:  # greedy would give the identical answer again
                 settings.temperature = ctx.retry_temperature
             yield from answer(chat, turn.user, settings)
 
-        def on_stop(request: gr.Request):
+        def on_stop(request: gr.Request) -> bool:
             chat = _peek(ctx, request)
             if chat is not None and chat.stop():
                 log.info("chat %s: stop requested", chat.chat_id)
+                return True
+            return False
 
         def on_undo(request: gr.Request):
             chat = _chat(ctx, request)
             if chat.running:
-                raise gr.Error("stop the running answer first")
+                gr.Warning("Stop the running answer first.")
+                return gr.skip(), gr.skip()
             turn = chat.undo()
             return _shown_turns(chat.turns, ctx.images), (turn.user if turn else gr.skip())
 
         def on_clear(request: gr.Request):
             chat = _chat(ctx, request)
+            had_kernel = chat.kernel_started
             try:
                 chat.clear()
             except BusyError as exc:
-                raise gr.Error(str(exc)) from None
+                gr.Warning(str(exc))
+                return gr.skip(), gr.skip(), gr.skip()
+            gr.Info(_cleared_note(chat, had_kernel))  # say what Clear kept: the workdir's files
             return [], gr.update(visible=False), None
 
         def on_approve(code: str, request: gr.Request):
             chat = _peek(ctx, request)
             if chat is None or chat.approval is None:
-                raise gr.Error("nothing is waiting for approval")
+                gr.Warning("Nothing is waiting for approval.")
+                return gr.update(visible=False)
             chat.approval.resolve(code)
             return gr.update(visible=False)
 
@@ -355,15 +492,29 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             chat = _chat(ctx, request)
             if not paths:
                 return gr.skip(), gr.skip()
+            uploaded: list[str] = []
             try:
                 workdir = chat.workdir()
                 for path in _uploaded_paths(paths):
+                    size = os.path.getsize(
+                        path
+                    )  # of the host's copy: the workdir's is the sandbox's to change
                     target = upload_into(workdir, path)
+                    uploaded.append(describe(target.name, size))
                     log.info("chat %s: uploaded %s", chat.chat_id, target.name)
             except (SessionLimitError, OSError, ValueError) as exc:
-                raise gr.Error(f"upload failed: {exc}".splitlines()[0]) from None
+                raise _refusal(f"upload failed: {exc}".splitlines()[0]) from None
+            finally:
+                chat.add_uploads(uploaded)  # the model is told of them with the next message
             gr.Info(f"{len(paths)} file(s) uploaded to the workdir")
-            return None, _files_of(ctx, chat)
+            if chat.running:  # the streaming answer owns the chat view; the note shows in the next turn
+                return None, _files_of(ctx, chat), gr.skip()
+            note = {"role": "user", "content": uploads_text(chat.uploads, pending=True)}
+            return (
+                None,
+                _files_of(ctx, chat),
+                _shown_turns(chat.turns, ctx.images) + sanitize_messages([note]),
+            )
 
         def on_refresh(request: gr.Request):
             chat = _chat(ctx, request)
@@ -390,20 +541,32 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
 
         private: dict[str, Any] = {"api_visibility": "private"}
         chat_group: dict[str, Any] = {"concurrency_id": "chat", "concurrency_limit": "default"}
-        pending = gr.State("")  # the submitted message, between showing it and answering it
-        for trigger in (prompt.submit, send.click):
-            trigger(on_enqueue, prompt, [chatbot, prompt, pending], queue=False, **private).then(
-                on_submit, [pending, *settings_inputs], chat_outputs, **private, **chat_group
+        # An answer's progress shows in the chat (and its queue place and time in the chat's corner), never
+        # as outlines on the message box or the Files panel; every other event shows none (QUIET).
+        answering: dict[str, Any] = {"show_progress": "minimal", "show_progress_on": [chatbot]}
+        pending = gr.State(None)  # {"message", "token"}: accepted, between showing it and answering it
+        enqueued = [chatbot, prompt, pending, send_stop]
+        # Accepting a message is queued (toasts need the queue) but never waits (no concurrency limit).
+        accept: dict[str, Any] = {"concurrency_limit": None, **QUIET, **private}
+        for accepted in (
+            prompt.submit(on_enqueue, prompt, enqueued, **accept),
+            send_stop.click(on_press_send, [send_stop, prompt], enqueued, **accept),
+        ):
+            accepted.success(
+                on_submit, [pending, *settings_inputs], chat_outputs, **answering, **private, **chat_group
             )
-        retry.click(on_retry, settings_inputs, chat_outputs, **private, **chat_group)
-        stop.click(on_stop, None, None, concurrency_limit=None, **private)
-        undo.click(on_undo, None, [chatbot, prompt], **private)
-        clear.click(on_clear, None, [chatbot, approval_box, export_file], **private)
-        chatbot.clear(on_clear, None, [chatbot, approval_box, export_file], **private)
-        run_code.click(on_approve, approval_code, approval_box, concurrency_limit=None, **private)
-        skip_code.click(on_skip, None, approval_box, concurrency_limit=None, **private)
-        upload.upload(on_upload, upload, [upload, workdir_files], **private)
-        refresh.click(on_refresh, None, workdir_files, **private)
+        send_stop.click(
+            on_press_stop, send_stop, [chatbot, send_stop], concurrency_limit=None, **QUIET, **private
+        )
+        retry.click(on_retry, settings_inputs, chat_outputs, **answering, **private, **chat_group)
+        undo.click(on_undo, None, [chatbot, prompt], **QUIET, **private)
+        clear.click(on_clear, None, [chatbot, approval_box, export_file], **QUIET, **private)
+        chatbot.clear(on_clear, None, [chatbot, approval_box, export_file], **QUIET, **private)
+        run_code.click(on_approve, approval_code, approval_box, concurrency_limit=None, **QUIET, **private)
+        skip_code.click(on_skip, None, approval_box, concurrency_limit=None, **QUIET, **private)
+        upload.upload(on_upload, upload, [upload, workdir_files, chatbot], **QUIET, **private)
+        refresh.click(on_refresh, None, workdir_files, **QUIET, **private)
+        demo.load(None, js=SCROLL_TO_APPROVAL_JS)
 
         def on_export_ipynb(request: gr.Request):
             return on_export("ipynb", request)
@@ -411,8 +574,8 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         def on_export_jsonl(request: gr.Request):
             return on_export("jsonl", request)
 
-        export_nb.click(on_export_ipynb, None, export_file, **private)
-        export_json.click(on_export_jsonl, None, export_file, **private)
+        export_nb.click(on_export_ipynb, None, export_file, **QUIET, **private)
+        export_json.click(on_export_jsonl, None, export_file, **QUIET, **private)
 
         def chat(
             message: str,
@@ -431,7 +594,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             as a DESIGN.md dialogue record}.
             """
             if execution_mode not in ("auto", "always"):
-                raise gr.Error(
+                raise _refusal(
                     "execution_mode must be 'auto' or 'always' through the API ('ask' needs the browser)"
                 )
             session = _chat(ctx, request)
@@ -440,14 +603,14 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                     session.clear()
                 session.kernel()  # a full server says so here, as the API's error, not inside the reply
             except (BusyError, SessionLimitError) as exc:
-                raise gr.Error(str(exc)) from None
+                raise _refusal(exc) from None
             settings = _settings(temperature, top_p, max_new_tokens, max_rounds, execution_mode)
             turn = None
             try:
                 for latest in session.run(message, settings, ctx.run_loop):
                     turn = latest
             except BusyError as exc:
-                raise gr.Error(str(exc)) from None
+                raise _refusal(exc) from None
             assert turn is not None
             record = export.dialogue_record(
                 session.chat_id, session.dialogue, session.turns, ctx.export_meta()
@@ -463,6 +626,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         gr.api(chat, api_name="chat", **chat_group)
 
         def on_unload(request: gr.Request):
+            waiting.stop(request.session_hash)
             try:
                 caller = caller_of(request, ctx.auth_required)
             except AccessDenied:

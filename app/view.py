@@ -7,7 +7,14 @@ language and code so far, come from the loop's block events (`BlockOpened`, `Blo
 `BlockClosed`): this module never parses the model's text for tokens. So the raw execution tokens never
 reach the screen: a block the model is still writing shows as a pending "writing code" message, a block
 that runs as its execution message (code, stdout/stderr as they arrive, inline images, error, duration,
-running/done status), and a block that did not run as the code the model wrote.
+running/done status), and a block that did not run as the code the model wrote. So a block that ran is
+on screen once, as its execution (also a bare ```python fence in execution mode "always").
+
+Execution messages: the title starts with a status mark that the page's CSS (`EXEC_CSS`) colours (running,
+ok, error, timed out, ...), the body says "(no output)" when a finished run showed nothing, and only the
+chat's latest execution stays open: earlier finished ones are collapsed (Gradio's status "done"), one click
+away. A turn also shows the files uploaded before it (`Turn.uploads`) and, collapsed, the answers Retry
+replaced (`Turn.earlier`), which the model's dialogue no longer holds.
 
 What this module deliberately does not do: talk to Gradio's server, run anything, or keep the dialogue the
 model sees (the loop's `Done.messages` is that; see `app.chat`). Images are written to files by the
@@ -115,6 +122,10 @@ class Turn:
     dialogue_start: int  # len(dialogue) before this user message: Undo/Retry cut the dialogue back to it
     parts: list[Part] = field(default_factory=list)
     done_reason: str | None = None
+    # Files uploaded since the last message, told to the model with this one ("data.csv (1.2 kB)").
+    uploads: list[str] = field(default_factory=list)
+    # The answers Retry replaced, oldest first (shown collapsed; the model's dialogue has only `parts`).
+    earlier: list[list[Part]] = field(default_factory=list)
 
     def apply(self, event: object) -> None:
         if isinstance(event, TextDelta):
@@ -296,29 +307,103 @@ def images_of(result: ExecutionResult | None) -> list[tuple[str, str]]:
     return found
 
 
-def _exec_title(part: ExecPart) -> str:
-    lang = part.language
-    if part.state == "asking":
-        return f"? Run this {lang} code? (Run, edit or Skip it below the chat)"
-    if part.state == "skipped":
-        return f"– {lang}: not run"
+# Each execution's title starts with a mark for its status, written as a Markdown link to a fragment naming
+# the status ("[✓](#exec-ok)"): Gradio renders a title as Markdown but gives a message no class of its own,
+# so `a[href="#exec-ok"]` is the one hook the page's CSS (EXEC_CSS) can colour. The link goes nowhere: the
+# CSS makes it unclickable, so a click on it opens or closes the message like the rest of the title.
+STATUS_MARKS = {
+    "asking": "?",
+    "running": "▶",
+    "ok": "✓",
+    "error": "✗",
+    "timeout": "◷",
+    "crashed": "✗",
+    "interrupted": "■",
+    "skipped": "–",
+}
+
+STATUS_COLOURS = {  # mid tones that read on the light and the dark theme alike
+    "asking": "#ca8a04",
+    "running": "#2563eb",
+    "ok": "#16a34a",
+    "error": "#dc2626",
+    "timeout": "#ea580c",
+    "crashed": "#9f1239",
+    "interrupted": "#6b7280",
+    "skipped": "#6b7280",
+}
+
+
+def _exec_css() -> str:
+    """Execution messages: code and output at the chat's full contrast (Gradio dims a titled message's
+    content and title to 0.8 opacity, twice over), and each status in its colour (mark and left border)."""
+    lines = [
+        "#chatbot .thought-group .message-content, #chatbot .thought-group .prose { opacity: 1; }",
+        '#chatbot .thought-group > .title a[href^="#exec-"] { pointer-events: none; text-decoration: none; '
+        "font-weight: 700; }",
+    ]
+    for status, colour in STATUS_COLOURS.items():
+        lines.append(f'#chatbot .thought-group > .title a[href="#exec-{status}"] {{ color: {colour}; }}')
+        lines.append(
+            f'#chatbot .thought-group:has(> .title a[href="#exec-{status}"]) '
+            f"{{ border-left: 4px solid {colour}; }}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+EXEC_CSS = _exec_css()
+
+
+def exec_status(part: ExecPart) -> str:
+    """One of STATUS_MARKS' keys."""
+    if part.state in ("asking", "skipped"):
+        return part.state
     if part.state == "running" or part.result is None:
-        return f"▶ Running {lang}…"
+        return "running"
     result = part.result
     if result.status == STATUS_OK:
-        return f"✓ Ran {lang}"
+        return "ok"
+    if result.status == STATUS_ERROR:
+        interrupted = result.error is not None and result.error.name == "KeyboardInterrupt"
+        return "interrupted" if interrupted else "error"
+    if result.status == STATUS_TIMEOUT:
+        return "timeout"
+    return "crashed" if result.status in (STATUS_MEMORY, STATUS_CRASHED) else "error"
+
+
+def _exec_title(part: ExecPart, marked: bool = True) -> str:
+    """The title: a status mark (a link for the CSS when `marked`, else the bare symbol), then in words."""
+    status = exec_status(part)
+    mark = f"[{STATUS_MARKS[status]}](#exec-{status})" if marked else STATUS_MARKS[status]
+    return f"{mark} {_exec_title_words(part)}"
+
+
+def _exec_title_words(part: ExecPart) -> str:
+    lang = part.language
+    if part.state == "asking":
+        return f"Run this {lang} code? (Run, edit or Skip it below the chat)"
+    if part.state == "skipped":
+        return f"{lang}: not run"
+    if part.state == "running" or part.result is None:
+        return f"Running {lang}…"
+    result = part.result
+    if result.status == STATUS_OK:
+        return f"Ran {lang}"
     if result.status == STATUS_ERROR:
         name = result.error.name if result.error else "error"
         if name == "KeyboardInterrupt":
-            return f"■ {lang}: interrupted"
-        return f"✗ {lang}: {name}"
+            return f"{lang}: interrupted"
+        return f"{lang}: {name}"
     if result.status == STATUS_TIMEOUT:
-        return f"✗ {lang}: timed out"
+        return f"{lang}: timed out"
     if result.status == STATUS_MEMORY:
-        return f"✗ {lang}: memory limit exceeded"
+        return f"{lang}: memory limit exceeded"
     if result.status == STATUS_CRASHED:
-        return f"✗ {lang}: kernel crashed"
+        return f"{lang}: kernel crashed"
     return f"{lang}: {result.status}"
+
+
+NO_OUTPUT = "_(no output)_"
 
 
 def exec_body(part: ExecPart) -> str:
@@ -349,23 +434,90 @@ def exec_body(part: ExecPart) -> str:
             sections.append("⚠ **The kernel was restarted: variables and imports are gone.**")
         if result.message:
             sections.append(f"_{result.message}_")
+        if len(sections) == 1 and not result.outputs and part.state == "finished":
+            # It ran and printed nothing, returned nothing, drew nothing: say so, or an empty message
+            # reads as output still to come.
+            sections.append(NO_OUTPUT)
     return "\n\n".join(sections)
 
 
-def exec_message(part: ExecPart) -> dict:
+def exec_message(part: ExecPart, collapsed: bool = False) -> dict:
+    """The execution as a titled chat message. `collapsed`: a later execution exists, so a finished one
+    closes (Gradio's status "done"; the user can open it). Running and asking ones stay open with a
+    spinner; the latest finished one stays open without a status, so its output is on screen."""
     metadata: dict = {"title": _exec_title(part)}
     if part.state in ("running", "asking"):
         metadata["status"] = "pending"  # spinner, open
-    # Finished: no status at all. Gradio collapses a "done" message, which would hide the output (and
-    # the first output of a fast execution would never be on screen); without a status it stays open,
-    # without a spinner, and the title says how it went.
+    elif collapsed:
+        metadata["status"] = "done"
     if part.result is not None:
         metadata["duration"] = round(part.result.duration_s, 3)
     return {"role": "assistant", "content": exec_body(part), "metadata": metadata}
 
 
+def uploads_text(descriptions: list[str], pending: bool = False) -> str:
+    """The chat's note about uploaded files (`pending`: the model is told with the next message)."""
+    names = ", ".join(descriptions)
+    if pending:
+        return f"_Uploaded to the working directory: {names}. The model is told with your next message._"
+    return f"_Uploaded to the working directory: {names}_"
+
+
+def answer_markdown(parts: list[Part]) -> str:
+    """An answer as one Markdown text (prose, code, executions with their output, notes), for an answer
+    shown inside one message (an earlier answer Retry replaced). Images are not inlined (the Chatbot
+    shows images as file messages only); the text says how many there were."""
+    sections = []
+    for part in parts:
+        if isinstance(part, BlockPart):
+            if not part.ran:
+                sections.append(fenced(part.code, part.language or "python"))
+        elif isinstance(part, TextPart):
+            prose = part.prose().strip()
+            if prose:
+                sections.append(prose)
+        elif isinstance(part, ExecPart):
+            sections.append(f"**{_exec_title(part, marked=False)}**\n\n{exec_body(part)}")
+            count = len(images_of(part.result))
+            if count:
+                sections.append(
+                    f"_({count} image{'s' if count > 1 else ''}, shown only in the latest answer)_"
+                )
+        elif isinstance(part, NotePart):
+            sections.append(f"_{part.kind}: {part.text}_")
+    return "\n\n".join(sections) or "_(empty answer)_"
+
+
+def _last_exec(turns: list[Turn]) -> ExecPart | None:
+    for turn in reversed(turns):
+        executions = turn.executions()
+        if executions:
+            return executions[-1]
+    return None
+
+
 def render_turn(turn: Turn, images: ImageStore) -> list[dict]:
-    messages: list[dict] = [{"role": "user", "content": turn.user}]
+    """One turn's messages; its last execution stays open, earlier ones collapse."""
+    return _render_turn(turn, images, _last_exec([turn]))
+
+
+def _render_turn(turn: Turn, images: ImageStore, keep_open: ExecPart | None) -> list[dict]:
+    messages: list[dict] = []
+    if turn.uploads:
+        messages.append({"role": "user", "content": uploads_text(turn.uploads)})
+    messages.append({"role": "user", "content": turn.user})
+    total = len(turn.earlier) + 1
+    for number, parts in enumerate(turn.earlier, start=1):
+        messages.append(
+            {
+                "role": "assistant",
+                "content": answer_markdown(parts),
+                "metadata": {
+                    "title": f"↻ Earlier answer {number} of {total} (replaced by Retry)",
+                    "status": "done",
+                },
+            }
+        )
     for part in turn.parts:
         if isinstance(part, BlockPart):
             if part.ran:
@@ -387,7 +539,7 @@ def render_turn(turn: Turn, images: ImageStore) -> list[dict]:
             if prose:
                 messages.append({"role": "assistant", "content": prose})
         elif isinstance(part, ExecPart):
-            messages.append(exec_message(part))
+            messages.append(exec_message(part, collapsed=part is not keep_open))
             for mime, data in images_of(part.result):
                 messages.append({"role": "assistant", "content": {"path": str(images.path_for(mime, data))}})
         elif isinstance(part, NotePart):
@@ -398,7 +550,9 @@ def render_turn(turn: Turn, images: ImageStore) -> list[dict]:
 
 
 def render_turns(turns: list[Turn], images: ImageStore) -> list[dict]:
+    """The whole chat; only the chat's last execution stays open (earlier ones collapse)."""
+    keep_open = _last_exec(turns)
     messages: list[dict] = []
     for turn in turns:
-        messages.extend(render_turn(turn, images))
+        messages.extend(_render_turn(turn, images, keep_open))
     return messages

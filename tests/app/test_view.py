@@ -93,7 +93,7 @@ def test_code_being_written_shows_as_pending_draft_then_as_execution(tmp_path):
     turn.apply(Done([], "end_of_turn"))
     messages = render_turn(turn, ImageStore(tmp_path))
     finished = messages[2]
-    assert finished["metadata"] == {"title": "✓ Ran python", "duration": 0.25}
+    assert finished["metadata"] == {"title": "[✓](#exec-ok) Ran python", "duration": 0.25}
     assert messages[-1]["content"] == "The answer is 42."
 
 
@@ -155,7 +155,8 @@ def test_errors_images_and_interrupts_are_rendered(tmp_path):
     assert len(images) == 1 and images[0]["content"]["path"].endswith(".png")
     assert base64.b64decode(png) == Path(images[0]["content"]["path"]).read_bytes()
     titles = [m.get("metadata", {}).get("title") for m in messages]
-    assert "✗ python: ZeroDivisionError" in titles and "■ python: interrupted" in titles
+    assert "[✗](#exec-error) python: ZeroDivisionError" in titles
+    assert "[■](#exec-interrupted) python: interrupted" in titles
     assert any("division by zero" in m["content"] for m in messages if isinstance(m["content"], str))
     assert messages[-1]["content"] == "■ _stopped_"
     # Rendering again writes no second copy of the image.
