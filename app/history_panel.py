@@ -162,6 +162,9 @@ def add_history_panel(ctx: Any, demo: gr.Blocks, chatbot: gr.Chatbot) -> None:
             gr.Warning(str(exc))
             yield gr.skip()
             return
+        results = [part.result for part in chat.turns[-1].executions()] if chat.turns else []
+        ok = sum(1 for result in results if result is not None and result.status == "ok")
+        log.info("chat %s: re-ran %d block(s): %d ok", chat.chat_id, len(blocks), ok)
         yield _shown(ctx, chat)
 
     demo.load(on_load, browser_id, [chatbot, past, browser_id], **private)
