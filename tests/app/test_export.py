@@ -12,7 +12,7 @@ import nbformat
 import pytest
 
 from app.export import dialogue_jsonl, notebook_json
-from app.view import Turn
+from app.view import TextPart, Turn, uploads_text
 from interpreter.dialogue import SCHEMA_VERSION, DialogueError, execution_message, read_dialogues
 from interpreter.loop import (
     Done,
@@ -117,3 +117,28 @@ def test_a_broken_dialogue_is_refused_with_one_line():
     with pytest.raises(DialogueError, match=r"^chat c1: message 0: role must be one of") as info:
         dialogue_jsonl("c1", [{"role": "robot", "content": "hi"}], [])
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.local_sandbox
+def test_always_mode_blocks_are_one_code_cell_and_uploads_and_retries_are_said(session):
+    """Issue 11 (problems 6 to 8): a bare fence that ran is its code cell only; the user cell names the
+    uploads the model was told of; an answer Retry replaced is not in the notebook."""
+    code = "x = 6 * 7"
+    turn = Turn("set x", 0, uploads=["data.csv (12 B)"])
+    turn.earlier = [[TextPart("An answer Retry replaced.", True)]]
+    for event in stream_events([f"Sure.\n```python\n{code}\n```\n"], bare_python=True):
+        turn.apply(event)
+    turn.apply(ExecutionStarted("b", "python", code))
+    turn.apply(ExecutionFinished("b", session.run_block("python", code)))
+    turn.apply(RoundFinished(1))
+    _say(turn, "x is set.")
+    turn.apply(Done([], "end_of_turn"))
+    notebook = nbformat.reads(notebook_json([turn]), as_version=4)
+    nbformat.validate(notebook)
+    assert [(c.cell_type, c.source) for c in notebook.cells] == [
+        ("markdown", f"**User:**\n\n{uploads_text(['data.csv (12 B)'])}\n\nset x"),
+        ("markdown", "**Assistant:**\n\nSure."),
+        ("code", code),
+        ("markdown", "**Assistant:**\n\nx is set."),
+    ]
+    assert notebook.cells[2].outputs == []  # it ran and showed nothing

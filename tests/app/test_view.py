@@ -9,7 +9,26 @@ import base64
 import io
 from pathlib import Path
 
-from app.view import BlockPart, ImageStore, TextPart, Turn, clip, fenced, render_turn
+from app.view import (
+    EXEC_CSS,
+    NO_OUTPUT,
+    STATUS_COLOURS,
+    STATUS_MARKS,
+    BlockPart,
+    ExecPart,
+    ImageStore,
+    TextPart,
+    Turn,
+    answer_markdown,
+    clip,
+    exec_body,
+    exec_message,
+    exec_status,
+    fenced,
+    render_turn,
+    render_turns,
+    uploads_text,
+)
 from interpreter.kernel import ExecutionError, ExecutionResult
 from interpreter.loop import (
     Done,
@@ -192,3 +211,134 @@ def test_huge_output_is_clipped_on_screen():
     text = "x" * 200_000
     shown = clip(text, 1000)
     assert len(shown) < 1200 and "199000 characters not shown" in shown
+
+
+# ---------------------------------------------------------------------------------- issue 11, problems 5-8
+
+
+def _ran(turn: Turn, exec_id: str, code: str, result: ExecutionResult, prose: str = "Running it.\n") -> None:
+    feed(turn, f"{prose}{RUN_START}```python\n{code}\n```{RUN_STOP}", finished=True)
+    turn.apply(ExecutionStarted(exec_id, "python", code))
+    turn.apply(ExecutionFinished(exec_id, result))
+    turn.apply(RoundFinished(1))
+
+
+def _execs(messages: list[dict]) -> list[dict]:
+    return [m for m in messages if "#exec-" in m.get("metadata", {}).get("title", "")]
+
+
+def test_each_status_has_its_own_mark_and_colour_hook():
+    timeout = ExecutionResult(status="timeout", message="timed out after 3 s")
+    cases = {
+        "ok": _result("ok"),
+        "error": _result("error", ExecutionError("NameError", "x", "NameError: x")),
+        "timeout": timeout,
+        "crashed": ExecutionResult(status="crashed"),
+        "interrupted": _result("error", ExecutionError("KeyboardInterrupt", "", "")),
+    }
+    for status, result in cases.items():
+        part = ExecPart("e", "python", "x", result=result, state="finished")
+        assert exec_status(part) == status
+        assert exec_message(part)["metadata"]["title"].startswith(
+            f"[{STATUS_MARKS[status]}](#exec-{status}) "
+        )
+    assert exec_status(ExecPart("e", "python", "x")) == "running"
+    assert exec_status(ExecPart("e", "python", "x", state="skipped")) == "skipped"
+    # Every status is coloured, each in a colour of its own, and the code is not dimmed.
+    assert set(STATUS_COLOURS) == set(STATUS_MARKS) and len(set(STATUS_COLOURS.values())) >= 7
+    for status, colour in STATUS_COLOURS.items():
+        assert f'a[href="#exec-{status}"] {{ color: {colour}; }}' in EXEC_CSS
+    assert ".message-content" in EXEC_CSS and "opacity: 1" in EXEC_CSS
+
+
+def _result(status: str, error: ExecutionError | None = None) -> ExecutionResult:
+    return ExecutionResult(status=status, error=error)
+
+
+def test_a_run_that_showed_nothing_says_no_output(tmp_path):
+    silent = ExecPart("e", "python", "x = 1", result=ExecutionResult(status="ok"), state="finished")
+    assert exec_body(silent).endswith(NO_OUTPUT)
+    printed = ExecPart(
+        "e", "python", "print(1)", result=ExecutionResult(status="ok", stdout="1\n"), state="finished"
+    )
+    assert NO_OUTPUT not in exec_body(printed)
+    plotted = ExecutionResult(
+        status="ok", outputs=[{"output_type": "display_data", "data": {"image/png": _png()}}]
+    )
+    assert NO_OUTPUT not in exec_body(ExecPart("e", "python", "plot()", result=plotted, state="finished"))
+    failed = ExecutionResult(status="error", error=ExecutionError("NameError", "y", "NameError: y"))
+    assert NO_OUTPUT not in exec_body(ExecPart("e", "python", "y", result=failed, state="finished"))
+    assert NO_OUTPUT not in exec_body(ExecPart("e", "python", "x = 1"))  # still running: output may come
+    assert NO_OUTPUT not in exec_body(ExecPart("e", "python", "x = 1", state="skipped"))
+
+
+def test_only_the_latest_execution_stays_open(tmp_path):
+    images = ImageStore(tmp_path)
+    first = Turn("a", 0)
+    _ran(first, "e1", "x = 1", ExecutionResult(status="ok"))
+    _ran(first, "e2", "print(x)", ExecutionResult(status="ok", stdout="1\n"))
+    first.apply(Done([], "end_of_turn"))
+    one, two = _execs(render_turn(first, images))
+    assert one["metadata"]["status"] == "done" and "status" not in two["metadata"]
+    second = Turn("b", 4)
+    _ran(second, "e3", "print(2)", ExecutionResult(status="ok", stdout="2\n"))
+    statuses = [m["metadata"].get("status") for m in _execs(render_turns([first, second], images))]
+    assert statuses == ["done", "done", None]
+    # A running execution is open (with its spinner) whatever comes after it.
+    third = Turn("c", 8)
+    feed(third, BLOCK, finished=True)
+    third.apply(ExecutionStarted("e4", "python", "print(6*7)"))
+    assert _execs(render_turns([first, third], images))[-1]["metadata"]["status"] == "pending"
+
+
+def test_in_always_mode_the_bare_block_becomes_the_execution_message(tmp_path):
+    turn = Turn("x", 0)
+    for event in stream_events(["Sure.\n```python\nprint(42)\n```\n"], bare_python=True):
+        turn.apply(event)
+    turn.apply(ExecutionStarted("e", "python", "print(42)"))
+    turn.apply(OutputChunk("e", "stdout", "42\n"))
+    turn.apply(ExecutionFinished("e", ExecutionResult(status="ok", stdout="42\n")))
+    turn.apply(RoundFinished(1))
+    for event in stream_events(["It printed 42."], bare_python=True):
+        turn.apply(event)
+    turn.apply(Done([], "end_of_turn"))
+    messages = render_turn(turn, ImageStore(tmp_path))
+    assert _all_text(messages).count("print(42)") == 1
+    assert [m["content"] for m in messages if "metadata" not in m] == ["x", "Sure.", "It printed 42."]
+
+
+def test_uploads_and_earlier_answers_are_shown_in_their_turn(tmp_path):
+    earlier = Turn("count", 0)
+    _ran(earlier, "e1", "print(1)", ExecutionResult(status="ok", stdout="1\n"), prose="First try.\n")
+    feed(earlier, "It is 1.", finished=True)
+    turn = Turn(
+        "count", 0, uploads=["data.csv (1.2 kB)"], earlier=[earlier.parts, [TextPart("Second.", True)]]
+    )
+    feed(turn, "Third.", finished=True)
+    messages = render_turn(turn, ImageStore(tmp_path))
+    assert messages[0] == {"role": "user", "content": uploads_text(["data.csv (1.2 kB)"])}
+    assert "data.csv (1.2 kB)" in messages[0]["content"] and messages[1] == {
+        "role": "user",
+        "content": "count",
+    }
+    one, two = messages[2:4]
+    assert one["metadata"] == {"title": "↻ Earlier answer 1 of 3 (replaced by Retry)", "status": "done"}
+    assert two["metadata"]["title"].startswith("↻ Earlier answer 2 of 3")
+    for text in ("First try.", "✓ Ran python", "print(1)", "It is 1."):
+        assert text in one["content"]
+    assert "#exec-" not in one["content"]  # marks are for titles; inside an answer they are plain
+    assert two["content"] == "Second."
+    assert messages[4:] == [{"role": "assistant", "content": "Third."}]
+    assert "(1 image, shown only in the latest answer)" in answer_markdown(
+        [
+            ExecPart(
+                "e",
+                "python",
+                "plot()",
+                result=ExecutionResult(
+                    status="ok", outputs=[{"output_type": "display_data", "data": {"image/png": _png()}}]
+                ),
+                state="finished",
+            )
+        ]
+    )
