@@ -322,7 +322,9 @@ class ChatHistory:
             latest = self.store.entries(caller.user, browser)[:1]
             if latest:
                 with contextlib.suppress(DialogueError):
-                    self.reopen(chat, latest[0].chat_id, why="the server restarted")
+                    self.reopen(
+                        chat, latest[0].chat_id, "Restored from the history (the server had let this chat go)"
+                    )
                     reopened = True
         assert isinstance(token, str)
         return chat, token, reopened
@@ -355,7 +357,7 @@ class ChatHistory:
         with self._lock:
             self._replays.pop(chat.key, None)
 
-    def reopen(self, chat: Chat, chat_id: str, why: str = "it was reopened from the history") -> int:
+    def reopen(self, chat: Chat, chat_id: str, opening: str = "Reopened from the history") -> int:
         """Show a past chat of this browser on a restarted kernel; returns how many blocks it can re-run."""
         owner = self.browser_of(chat)
         if self.store is None or owner is None:
@@ -363,7 +365,7 @@ class ChatHistory:
         record = self.store.load(owner[0], owner[1], chat_id)
         if chat.chat_id != chat_id:
             self._save(chat)
-        return self._show(chat, record, record.id, f"This chat was restored because {why}")
+        return self._show(chat, record, record.id, opening)
 
     def open_record(self, chat: Chat, record: Dialogue, source: str) -> int:
         """Show a dialogue record from a file as this chat (a new chat of the history); returns how many
