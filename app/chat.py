@@ -47,7 +47,7 @@ from app.auth import AccessDenied
 from app.uploads import with_note
 from app.view import NotePart, TextPart, Turn
 from interpreter.kernel import KernelStartError
-from interpreter.loop import Cancel, Done, ErrorEvent, LoopConfig
+from interpreter.loop import BlockOpened, BlockUpdated, Cancel, Done, ErrorEvent, LoopConfig, TextDelta
 from interpreter.session import SessionLimitReached
 from llm.base import DEFAULT_MAX_NEW_TOKENS
 
@@ -58,6 +58,14 @@ FORGET_AFTER_S = 24 * 3600
 
 # A finished worker puts this on its queue after its last event.
 _END = object()
+
+# Batches of nothing but the model's text go out at most this often; any other event (an execution starting,
+# its output, a question, the end) goes at once. Every yield re-renders the chat in the browser, and a
+# browser that falls behind a fast token stream is still busy with old text when the output of the code
+# arrives, on the same few cores the code runs on (see benchmarks.execution_latency).
+TEXT_INTERVAL_S = 0.05
+# The events that may wait for TEXT_INTERVAL_S: the streamed text and the block being written.
+_TEXT_EVENTS = (TextDelta, BlockOpened, BlockUpdated)
 
 
 @dataclass
@@ -354,7 +362,7 @@ class Chat:
             yield turn
             finished = False
             while not finished:
-                batch = _next_batch(events)
+                batch = _next_batch(events, time.monotonic() + TEXT_INTERVAL_S)
                 for event in batch:
                     if event is _END:
                         finished = True
@@ -421,12 +429,22 @@ class Chat:
             events.put(_END)
 
 
-def _next_batch(events: queue.Queue) -> list:
-    """The next event, and every event that already arrived behind it: they are rendered together."""
+def _next_batch(events: queue.Queue, text_until: float = 0.0) -> list:
+    """The next event, and every event that already arrived behind it: they are rendered together. While
+    the batch holds only text (`_TEXT_EVENTS`), it also takes what arrives until `text_until` (a
+    time.monotonic() time); the first other event ends the wait."""
     batch = [events.get()]
     while True:
         try:
             batch.append(events.get_nowait())
+            continue
+        except queue.Empty:
+            pass
+        wait = text_until - time.monotonic()
+        if wait <= 0 or not all(isinstance(event, _TEXT_EVENTS) for event in batch):
+            return batch
+        try:
+            batch.append(events.get(timeout=wait))
         except queue.Empty:
             return batch
 
@@ -571,8 +589,11 @@ class ChatSessions:
         closes its own chat, as before."""
         with self._lock:
             bound = self._aliases.pop(session, None)
+            chat = self._chats.get(bound) if bound is not None else None
         if bound is None:
             self.close(session, user)
+        elif chat is not None:
+            log.info("chat %s: its page closed; the chat and its kernel stay until idle", chat.chat_id)
 
     def reap_idle(self, now: float | None = None) -> int:
         """Shut down the kernels of chats unused for longer than the idle timeout (never one that is
