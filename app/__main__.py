@@ -18,8 +18,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Gradio and httpx log every request at INFO; the app's own log is what a user wants to read.
-    for noisy in ("httpx", "gradio", "uvicorn.access"):
+    # Gradio and httpx log every request at INFO (the openai client's httpx is published as httpx2); the
+    # app's own log is what a user wants to read.
+    for noisy in ("httpx", "httpx2", "httpcore", "gradio", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     from app.server import serve

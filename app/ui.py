@@ -398,31 +398,26 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             )
             return shown, "", {"message": message, "token": token}, _send_stop(busy=True)
 
-        def on_press_send(label: str, message: str, request: gr.Request):
-            """The Send/Stop button pressed while it said Send (`on_press_stop` handles Stop)."""
-            if label == STOP:
-                raise _halt()
-            return on_enqueue(message, request)
-
-        def on_press_stop(label: str, request: gr.Request):
-            """The Send/Stop button pressed while it said Stop: stop the answer (its last update says Send),
-            or call off the message waiting in the queue (taken off the chat at once). With neither (the
-            button missed an update), it just goes back to Send."""
+        def on_press(label: str, message: str, request: gr.Request):
+            """The Send/Stop button: `label` is what it said when pressed (one listener reads it, so it is
+            the label of that moment). Send: as Enter. Stop: stop the answer (its last update says Send),
+            or call off the message waiting in the queue (taken off the chat at once); with neither (the
+            button missed an update), it just goes back to Send. A Stop leaves no message to answer."""
             if label != STOP:
-                return gr.skip(), gr.skip()
+                return on_enqueue(message, request)
             if on_stop(request):
-                return gr.skip(), gr.skip()
+                raise _halt()
             chat = _peek(ctx, request)
             if waiting.stop(request.session_hash) and chat is not None:
                 log.info("chat %s: a message waiting in the queue was stopped", chat.chat_id)
-                return _shown_turns(chat.turns, ctx.images), _send_stop(busy=False)
-            return gr.skip(), _send_stop(busy=False)
+                return _shown_turns(chat.turns, ctx.images), gr.skip(), None, _send_stop(busy=False)
+            return gr.skip(), gr.skip(), None, _send_stop(busy=False)
 
         def on_submit(
             pending, temperature, top_p, max_new_tokens, max_rounds, execution_mode, request: gr.Request
         ):
             chat = _chat(ctx, request)
-            if not waiting.take(request.session_hash, pending["token"]):  # Stop called it off
+            if not pending or not waiting.take(request.session_hash, pending["token"]):  # Stop called it off
                 yield unchanged
                 return
             yield from answer(
@@ -550,14 +545,11 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         accept: dict[str, Any] = {"concurrency_limit": None, **QUIET, **private}
         for accepted in (
             prompt.submit(on_enqueue, prompt, enqueued, **accept),
-            send_stop.click(on_press_send, [send_stop, prompt], enqueued, **accept),
+            send_stop.click(on_press, [send_stop, prompt], enqueued, **accept),
         ):
             accepted.success(
                 on_submit, [pending, *settings_inputs], chat_outputs, **answering, **private, **chat_group
             )
-        send_stop.click(
-            on_press_stop, send_stop, [chatbot, send_stop], concurrency_limit=None, **QUIET, **private
-        )
         retry.click(on_retry, settings_inputs, chat_outputs, **answering, **private, **chat_group)
         undo.click(on_undo, None, [chatbot, prompt], **QUIET, **private)
         clear.click(on_clear, None, [chatbot, approval_box, export_file], **QUIET, **private)
