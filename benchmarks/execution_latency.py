@@ -216,6 +216,11 @@ def main(argv: list[str] | None = None) -> int:
         "--loop-only", action="store_true", help="measure the loop against the bare kernel only (no browser)"
     )
     args = parser.parse_args(argv)
+    # As the app's model load does (llm.hf_loading.load_model_and_tokenizer), before anything here imports
+    # torch: building or finding the tiny test model does, and libgomp reads the policy only once.
+    from llm.hf_loading import prefer_passive_openmp
+
+    prefer_passive_openmp()
 
     loop_ms, bare_ms = loop_and_bare_kernel_latency(args.sandbox, max(args.runs, 20))
     loop_share = statistics.median(loop_ms) - statistics.median(bare_ms)

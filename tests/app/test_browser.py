@@ -127,7 +127,7 @@ def test_chat_streams_runs_code_plots_and_stops(start_app, page):
     time.sleep(1.0)
     screenshot(page, "04-long-execution-running")
     pressed = time.monotonic()
-    page.click("#stop")
+    page.click("#send-stop")  # the one Send/Stop button, saying Stop while it answers
     titles(page, "interrupted").first.wait_for(timeout=15_000)
     page.wait_for_selector("#chatbot >> text=stopped", timeout=15_000)
     assert time.monotonic() - pressed < 10, "stop took too long (the code sleeps 30 s)"
@@ -237,7 +237,7 @@ def test_a_full_server_queues_chats_visibly(start_app, browser, page):
         )
         screenshot(second, "13-waiting-in-queue")
         assert titles(second, "Ran python").count() == 0
-        page.click("#stop")  # the slot frees up: the waiting chat is answered
+        page.click("#send-stop")  # Stop: the slot frees up, the waiting chat is answered
         wait_count(titles(second, "Ran python"), 1)
         wait_text(second, final("print"))
     finally:

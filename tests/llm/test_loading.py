@@ -145,3 +145,31 @@ def test_parameter_count_comes_from_the_config_alone(tiny_autocoder_path):
     backend = load_backend("hf", str(tiny_autocoder_path))
     real = sum(p.numel() for p in backend.model.parameters())
     assert count_parameters(str(tiny_autocoder_path), True) == real
+
+
+def _policy_in_child(code: str, env_policy: str | None) -> list:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if env_policy is not None:
+        env["OMP_WAIT_POLICY"] = env_policy
+    script = f"import json, os\n{code}\nprint(json.dumps([passive, os.environ.get('OMP_WAIT_POLICY')]))"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_openmp_threads_wait_passively_unless_torch_came_first_or_the_user_chose():
+    load = "from llm.hf_loading import prefer_passive_openmp\npassive = prefer_passive_openmp()\nimport torch"
+    assert _policy_in_child(load, None) == [True, "PASSIVE"]
+    # Too late once torch (and its libgomp) is loaded: nothing is pretended.
+    late = "import torch\nfrom llm.hf_loading import prefer_passive_openmp\npassive = prefer_passive_openmp()"
+    assert _policy_in_child(late, None) == [False, None]
+    # The user's own choice stands.
+    assert _policy_in_child(load, "ACTIVE") == [False, "ACTIVE"]
+    assert _policy_in_child(load, "passive") == [True, "passive"]
