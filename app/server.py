@@ -105,6 +105,7 @@ def build_context(args: argparse.Namespace, backend: Any = None):
     """Load the model (unless `backend` is given) and prepare the per-session kernels."""
     from app.ui import AppContext
 
+    store = open_history_store(args)  # a bad --history-dir fails in one line before the (slow) model load
     if backend is None:
         log.info("loading model %s (backend %s)", args.model or "(default)", args.backend)
         backend = load_backend(args)
@@ -136,23 +137,29 @@ def build_context(args: argparse.Namespace, backend: Any = None):
         auth_required=bool(_logins(args)),
         retry_temperature=getattr(args, "retry_temperature", 0.7),
     )
-    ctx.history = make_history(args, chats, ctx.export_meta())
+    ctx.history = make_history(args, chats, store, ctx.export_meta())
     return ctx, backend
 
 
-def make_history(args: argparse.Namespace, chats: ChatSessions, meta: dict):
-    """Browser-held chat ids, and the store of past chats unless --no-history (its folder checked now, so
-    a bad --history-dir fails in one line before the page opens)."""
-    from app.chat_history import BrowserIds, ChatHistory, ChatStore, default_history_dir
+def open_history_store(args: argparse.Namespace):
+    """The store of past chats (its folder made or checked now), or None with --no-history."""
+    from app.chat_history import ChatStore, default_history_dir
 
     if getattr(args, "no_history", False):
-        history = ChatHistory(chats, BrowserIds.ephemeral(), None, meta)
         log.info("chat history: off (--no-history)")
-    else:
-        folder = Path(getattr(args, "history_dir", None) or default_history_dir()).expanduser()
-        store = ChatStore(folder, getattr(args, "history_max", 50))
-        history = ChatHistory(chats, BrowserIds.in_folder(folder), store, meta)
-        log.info("chat history: %s (last %d chats per browser)", folder, store.max_chats)
+        return None
+    folder = Path(getattr(args, "history_dir", None) or default_history_dir()).expanduser()
+    store = ChatStore(folder, getattr(args, "history_max", 50))
+    log.info("chat history: %s (last %d chats per browser)", folder, store.max_chats)
+    return store
+
+
+def make_history(args: argparse.Namespace, chats: ChatSessions, store, meta: dict):
+    """Browser-held chat ids (signed with the store's key, so they outlive a restart), and the store."""
+    from app.chat_history import BrowserIds, ChatHistory
+
+    ids = BrowserIds.in_folder(store.root) if store is not None else BrowserIds.ephemeral()
+    history = ChatHistory(chats, ids, store, meta)
     history.exec_timeout_s = args.exec_timeout
     return history
 

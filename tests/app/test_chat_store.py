@@ -264,3 +264,23 @@ def test_reopening_a_past_chat_restarts_its_kernel_and_says_so(tmp_path):
             history.reopen(chat, "ffffffffffff")
     finally:
         chats.close_all()
+
+
+def test_a_bad_history_dir_is_one_line_before_the_model_loads(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.app.conftest import REPO, free_port
+
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    env = {**os.environ, "OPENAI_API_KEY": "unused", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "--port", str(free_port()), "--backend", "openai", "--model", "m",
+         "--base-url", "http://127.0.0.1:9/v1", "--history-dir", str(not_a_folder / "chats")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    errors = [line for line in done.stderr.splitlines() if "error" in line]
+    assert errors == [errors[-1]] and "history folder" in errors[-1] and "--history-dir" in errors[-1]
+    assert "Traceback" not in done.stderr and "loading model" not in done.stderr
