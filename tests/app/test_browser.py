@@ -100,7 +100,8 @@ def test_chat_streams_runs_code_plots_and_stops(start_app, page):
 
     # Retry: the exchange is answered again; the old answer stays one click away, collapsed.
     page.click("#retry")
-    titles(page, "Earlier answer 1 of 2").first.wait_for(timeout=30_000)
+    earlier = page.locator("#chatbot .thought-group > .title", has_text="Earlier answer 1 of 2")
+    earlier.first.wait_for(timeout=30_000)  # (first in its bubble, so without Gradio's .thought class)
     wait_text(page, final("print"))
     wait_count(titles(page, "Ran python"), 1)
     assert chat_text(page).count(intro("print")) == 1
