@@ -66,7 +66,18 @@ def _choices(history: ChatHistory, chat: Chat):
     )
 
 
-def add_history_panel(ctx: Any, demo: gr.Blocks, chatbot: gr.Chatbot) -> None:
+class ChatsPanel:
+    """What `build_ui` keeps of the panel: `follow(event)` refreshes the list of past chats after it."""
+
+    def __init__(self, refresh, past: gr.Radio):
+        self._refresh = refresh
+        self._past = past
+
+    def follow(self, event) -> None:
+        event.then(self._refresh, None, self._past, show_progress="hidden", api_visibility="private")
+
+
+def add_history_panel(ctx: Any, demo: gr.Blocks, chatbot: gr.Chatbot) -> ChatsPanel:
     """The Chats accordion and the page-load binding (call inside the side column of `build_ui`)."""
     history = history_of(ctx)
     private: dict[str, Any] = {"api_visibility": "private"}
@@ -171,7 +182,18 @@ def add_history_panel(ctx: Any, demo: gr.Blocks, chatbot: gr.Chatbot) -> None:
     new_chat.click(on_new_chat, None, [chatbot, past], **private)
     past.input(on_reopen, past, [chatbot, past], **private)
     record_file.upload(on_record, [record_file, record_number], [chatbot, record_file, past], **private)
-    rerun.click(on_rerun, None, chatbot, **private, **chat_group)
+
+    def on_refresh(request: gr.Request):
+        caller = _caller(ctx, request)
+        try:
+            chat = ctx.chats.peek(caller.key, caller.user)
+        except AccessDenied:
+            return gr.skip()
+        return _choices(history, chat) if chat is not None else gr.skip()
+
+    panel = ChatsPanel(on_refresh, past)
+    panel.follow(rerun.click(on_rerun, None, chatbot, **private, **chat_group))
+    return panel
 
 
 def _uploaded(path) -> str:

@@ -346,7 +346,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                     export_file = gr.File(label="Exported file", interactive=False, elem_id="export-file")
                 # New chat, past chats, open a dialogue record, re-run its code; binds the page to the
                 # browser's chat on load, so a reload keeps the conversation and the kernel.
-                add_history_panel(ctx, demo, chatbot)
+                chats_panel = add_history_panel(ctx, demo, chatbot)
 
         settings_inputs = [temperature, top_p, max_new_tokens, max_rounds, execution_mode]
         chat_outputs = [chatbot, prompt, approval_box, approval_code, workdir_files, send_stop]
@@ -547,10 +547,14 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             prompt.submit(on_enqueue, prompt, enqueued, **accept),
             send_stop.click(on_press, [send_stop, prompt], enqueued, **accept),
         ):
-            accepted.success(
-                on_submit, [pending, *settings_inputs], chat_outputs, **answering, **private, **chat_group
+            chats_panel.follow(  # the list of past chats shows this chat once it is answered
+                accepted.success(
+                    on_submit, [pending, *settings_inputs], chat_outputs, **answering, **private, **chat_group
+                )
             )
-        retry.click(on_retry, settings_inputs, chat_outputs, **answering, **private, **chat_group)
+        chats_panel.follow(
+            retry.click(on_retry, settings_inputs, chat_outputs, **answering, **private, **chat_group)
+        )
         undo.click(on_undo, None, [chatbot, prompt], **QUIET, **private)
         clear.click(on_clear, None, [chatbot, approval_box, export_file], **QUIET, **private)
         chatbot.clear(on_clear, None, [chatbot, approval_box, export_file], **QUIET, **private)

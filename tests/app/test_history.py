@@ -106,6 +106,8 @@ def test_a_reload_keeps_the_chat_and_its_kernel_and_past_chats_reopen(app, page)
     ran(page, 1)
     wait_text(page, FINAL)
     assert len(kernels(app)) == 1
+    # Listed among the past chats once answered (title from its first message).
+    page.locator("#history-list label", has_text="run: x = 5").wait_for(timeout=30_000)
 
     # A reload: the conversation is shown again, and the next message uses x in the same kernel.
     page.reload()
