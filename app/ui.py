@@ -3,8 +3,10 @@
 Layout: the chat; right under it an approval box (execution mode "ask": the code, editable, with Run/Skip)
 that appears only while the loop waits; the prompt box with one Send/Stop button (Send when idle, Stop
 while answering); Retry/Undo/Clear under it; on the side (below, on a phone), Settings, Files (upload into
-the workdir, download what the code wrote) and Export (.ipynb, dialogue .jsonl). Styling: app.page_style.
-Every handler finds its chat through Gradio's session hash (`app.chat.ChatSessions`).
+the workdir, download what the code wrote), Export (.ipynb, dialogue .jsonl) and Chats (`app.history_panel`:
+New chat, past chats, open a dialogue record, Re-run its code). Styling: app.page_style.
+Every handler finds its chat through Gradio's session hash (`app.chat.ChatSessions`); on load the page's
+session is bound to its browser's chat (`app.chat_history`), so a reload shows the same chat and kernel.
 
 Busy and errors: a message shows at once with a "Thinking…" placeholder until the model's first words; a
 message sent while one is answered is refused with a toast. Nothing a user can cause raises an error
