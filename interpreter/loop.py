@@ -25,9 +25,11 @@ Rounds and turns, following how the released checkpoints were used:
 Cancellation: setting `cancel` (from any thread) stops generation (the backend gets a cancel event),
 interrupts a running execution (`session.interrupt()`; code that ignores it for `cancel_grace_s` gets
 its kernel killed with `session.kill()`, and the session starts a fresh one, state lost), and the loop
-ends with `Done(reason="cancelled")` holding everything generated and run so far. With a `Cancel` (this
-module's event) that happens the moment it is set, from the setting thread, even while nobody pulls the
-generator; a plain `threading.Event` is watched by a small thread that looks every 50 ms.
+ends with `Done(reason="cancelled")` holding everything generated and run so far. That happens the moment
+the event is set, even while nobody pulls the generator, and nothing polls: a `Cancel` (this module's
+event) calls the loop from the setting thread; a plain `threading.Event` cannot call anyone, so one thread
+per such event (not per loop; see `_PlainEventWatch`) sleeps in its `wait()` and relays the set to every
+loop then using that event. Pass a `Cancel` to have no thread at all.
 
 Threads and speed: `session.run_block` runs in one worker thread per execution; its `on_output` callback
 only puts chunks on a queue that the generator blocks on (no polling), so OutputChunk events arrive while
@@ -220,8 +222,6 @@ TurnEndHook = Callable[[list[dict]], "str | None"]
 
 DECLINED_NOTE = "The user chose not to run this code."
 
-# A plain threading.Event cancel is looked at this often (a `Cancel` needs no looking).
-CANCEL_POLL_S = 0.05
 # After a cancel, an interrupt that landed before the kernel began the cell is lost: repeat it this often.
 REINTERRUPT_S = 0.5
 
@@ -260,6 +260,53 @@ class Cancel(threading.Event):
         with self._listeners_lock:
             if listener in self._listeners:
                 self._listeners.remove(listener)
+
+
+class _PlainEventWatch:
+    """Relays the set of a plain threading.Event to listeners, without polling: one daemon thread per
+    event, asleep in `event.wait()` until it is set, shared by every loop using that event.
+
+    A thread cannot be woken from `wait()` without setting the event (notifying its private condition
+    would wake every other waiter too, with a false "set"), so the thread of an event that is never set
+    stays asleep until the process exits: one per distinct event a caller passes, whatever the number of
+    loops (the data pipeline's and the evaluation's stop events are one per run). It keeps that event
+    alive; a listener whose loop ended is forgotten at once.
+    """
+
+    _lock = threading.Lock()
+    _listeners: dict[int, tuple[threading.Event, list[Callable[[], None]]]] = {}  # id(event) -> ...
+
+    @classmethod
+    def subscribe(cls, event: threading.Event, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener` once when `event` is set (soon, from the watch thread, if it already is);
+        returns an unsubscribe function."""
+        with cls._lock:
+            entry = cls._listeners.get(id(event))
+            if entry is None:
+                # Keyed by id: the entry holds the event, so its id cannot be reused while it is there.
+                entry = cls._listeners[id(event)] = (event, [])
+                threading.Thread(
+                    target=cls._sleep_until_set, args=(event,), name="autocoder-cancel-watch", daemon=True
+                ).start()
+            entry[1].append(listener)
+
+        def unsubscribe() -> None:
+            with cls._lock:
+                if listener in entry[1]:
+                    entry[1].remove(listener)
+
+        return unsubscribe
+
+    @classmethod
+    def _sleep_until_set(cls, event: threading.Event) -> None:
+        event.wait()  # no timeout: woken by set() only
+        with cls._lock:
+            _, listeners = cls._listeners.pop(id(event))
+        for listener in listeners:
+            try:
+                listener()
+            except Exception:  # one broken listener must not keep the others from stopping
+                pass
 
 
 @dataclass
@@ -475,17 +522,7 @@ class _Loop:
         """Arrange for `_on_cancel` to run when the caller's cancel is set; returns how to stop watching."""
         if isinstance(self.cancel, Cancel):
             return self.cancel.subscribe(self._on_cancel)
-        done = threading.Event()
-        cancel = self.cancel
-
-        def watch() -> None:
-            while not done.is_set():
-                if cancel.wait(CANCEL_POLL_S):
-                    self._on_cancel()
-                    return
-
-        threading.Thread(target=watch, name="autocoder-loop-cancel", daemon=True).start()
-        return done.set
+        return _PlainEventWatch.subscribe(self.cancel, self._on_cancel)
 
     # -- the loop ---------------------------------------------------------------------------------------
 
@@ -744,8 +781,11 @@ class _Loop:
                 else:
                     try:
                         # Block until something happens (output, the end, or a cancel's wake-up); only
-                        # after a cancel is there a clock to watch.
-                        item = inbox.get(timeout=None if interrupted_at is None else CANCEL_POLL_S)
+                        # after a cancel is there a clock to watch, and then until its next deadline.
+                        wait = None
+                        if interrupted_at is not None:
+                            wait = self._until_next_step(interrupted_at, last_interrupt, forced)
+                        item = inbox.get(timeout=wait)
                     except queue.Empty:
                         item = ("tick",)
                 if item[0] in ("cancel", "tick"):
@@ -792,6 +832,13 @@ class _Loop:
             if worker.is_alive() and still_pending:
                 # The consumer closed the generator mid-execution: do not leave the code running.
                 self._interrupt_quietly()
+
+    def _until_next_step(self, interrupted_at: float, last_interrupt: float, forced: bool) -> float:
+        """Seconds until the next thing a cancelled execution's wait must do: interrupt again, kill the
+        kernel after the grace period, or give up (see `_execute`); a millisecond late, so it is due."""
+        grace = self.config.cancel_grace_s
+        next_step = interrupted_at + (2 * grace + 5 if forced else grace)
+        return max(0.0, min(last_interrupt + REINTERRUPT_S, next_step) - time.monotonic()) + 0.001
 
     def _interrupt_quietly(self) -> None:
         try:

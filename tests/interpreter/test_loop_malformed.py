@@ -11,6 +11,7 @@ real trained model, is in test_loop.py.
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -268,9 +269,15 @@ def test_cancel_event_calls_its_listeners_once():
     assert calls == ["a", "b", "late"]
 
 
-def test_a_cancel_event_needs_no_watcher_thread_a_plain_event_gets_one(session):
+def _watchers() -> int:
+    return sum(t.name == "autocoder-cancel-watch" for t in threading.enumerate())
+
+
+def test_a_cancel_event_needs_no_watcher_thread_a_plain_event_gets_one_per_event(session):
     reply = block_text("python", "import time\ntime.sleep(0.3)\nprint('slept')")
-    for cancel, watcher_expected in ((Cancel(), False), (threading.Event(), True)):
+    plain = threading.Event()
+    for cancel, added in ((Cancel(), 0), (plain, 1), (plain, 0)):  # the second loop on `plain` shares it
+        before = _watchers()
         names = []
         loop_events = run_loop(
             Scripted(reply, "ok"), [{"role": "user", "content": "go"}], session, config(), cancel=cancel
@@ -278,8 +285,42 @@ def test_a_cancel_event_needs_no_watcher_thread_a_plain_event_gets_one(session):
         for event in loop_events:
             if isinstance(event, ExecutionStarted):
                 names = [t.name for t in threading.enumerate()]
-        assert ("autocoder-loop-cancel" in names) == watcher_expected, names
+        assert sum(name == "autocoder-cancel-watch" for name in names) - before == added, names
         assert sum(name.startswith("autocoder-exec-") for name in names) == 1
+    # The watcher sleeps until the event is set, then ends.
+    plain.set()
+    deadline = time.monotonic() + 5
+    while _watched(plain) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not _watched(plain)
+
+
+def _watched(event: threading.Event) -> bool:
+    from interpreter.loop import _PlainEventWatch
+
+    with _PlainEventWatch._lock:
+        return id(event) in _PlainEventWatch._listeners
+
+
+def test_a_plain_event_reaches_every_listener_once_and_none_that_left():
+    from interpreter.loop import _PlainEventWatch
+
+    event = threading.Event()
+    calls: list[str] = []
+    done = threading.Event()
+    _PlainEventWatch.subscribe(event, lambda: calls.append("a"))
+    leave = _PlainEventWatch.subscribe(event, lambda: calls.append("left"))
+    _PlainEventWatch.subscribe(event, lambda: 1 / 0)  # a broken listener does not stop the others
+    _PlainEventWatch.subscribe(event, lambda: (calls.append("b"), done.set()))
+    leave()
+    leave()  # harmless twice
+    assert not done.wait(0.05) and calls == []
+    event.set()
+    assert done.wait(5) and calls == ["a", "b"]
+    # Already set: a new listener is called at once, from a fresh watch thread.
+    late = threading.Event()
+    _PlainEventWatch.subscribe(event, late.set)
+    assert late.wait(5)
 
 
 def test_session_kill_and_is_alive_what_the_loop_uses_to_stop_stuck_code():
