@@ -83,7 +83,7 @@ def test_per_client_cap_refuses_a_clients_extra_chat_with_a_clear_message_in_the
     # The browser (same address, so the same client) is told so in the chat itself.
     page.goto(app.url)
     page.locator("#prompt textarea").fill("run: print(1)")
-    page.locator("#send").click()
+    page.locator("#send-stop").click()
     chat = page.locator("#chatbot")
     chat.get_by_text("You already have 1 chat with a kernel", exact=False).wait_for(timeout=60_000)
     screenshot(page, "caps-per-client-refused")

@@ -51,7 +51,7 @@ def tracker():
 
 def send(page, message: str) -> None:
     page.locator("#prompt textarea").fill(message)
-    page.locator("#send").click()
+    page.locator("#send-stop").click()
 
 
 def test_model_and_program_html_never_fetches_a_remote_url_but_plots_still_show(
