@@ -406,9 +406,18 @@ class Chat:
                     return None
                 self.approval = approval
             events.put(AskRequest(language, code))
-            while not approval.resolved.wait(0.1):
-                if cancel.is_set():
-                    return None
+            # A cancel from anywhere resolves the approval as a skip (Stop resolves it too): no polling.
+            # A plain threading.Event cannot tell anyone it was set: it is looked at every 0.1 s.
+            stop_waiting = (
+                cancel.subscribe(lambda: approval.resolve(None)) if isinstance(cancel, Cancel) else None
+            )
+            try:
+                while not approval.resolved.wait(None if stop_waiting else 0.1):
+                    if cancel.is_set():
+                        return None
+            finally:
+                if stop_waiting is not None:
+                    stop_waiting()
             with self._lock:
                 self.approval = None
             if approval.decision is None:
@@ -572,10 +581,14 @@ class ChatSessions:
             del self._chats[key]
         chat.close()
 
-    def bind(self, session: str, chat_key: str) -> None:
+    def bind(self, session: str, chat_key: str, user: str | None = None) -> None:
         """From now on session `session` shows the chat `chat_key` (made by `get(chat_key, ...)`); a chat the
-        session made for itself before it was bound moves to `chat_key` when that has none yet."""
+        session made for itself before it was bound moves to `chat_key` when that has none yet. A session
+        whose chat belongs to another user is refused (AccessDenied): nobody rebinds someone else's page."""
         with self._lock:
+            current = self._chats.get(self._aliases.get(session, session))
+            if current is not None and not current.closed and current.owner != user:
+                raise AccessDenied("this session belongs to another user; reload the page")
             own = self._chats.get(session)
             if own is not None and chat_key not in self._chats and session not in self._aliases:
                 del self._chats[session]

@@ -312,7 +312,7 @@ class ChatHistory:
             browser, token = self.ids.issue(caller.user)
         key = chat_key(caller.user, browser)
         had_it = self.chats.peek(key, caller.user) is not None
-        self.chats.bind(caller.key, key)
+        self.chats.bind(caller.key, key, caller.user)  # AccessDenied: another user's session
         chat = self.chats.get(caller.key, caller.user, caller.client)
         with self._lock:
             self._browsers[chat.key] = (caller.user, browser)

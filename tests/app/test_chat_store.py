@@ -228,6 +228,12 @@ def test_a_reload_finds_the_chat_and_kernel_and_another_users_id_gets_nothing(tm
         his, his_token, _ = history.attach(bob, token)
         assert his is not chat and his_token != token and his.turns == []
         assert chats.peek(chat_key("ann", token.split(".")[0]), "ann") is chat
+        # Nor may bob rebind ann's page (her Gradio session) to a chat of his.
+        from app.auth import AccessDenied
+
+        with pytest.raises(AccessDenied, match="belongs to another user"):
+            history.attach(Caller(key=reload.key, user="bob", client="user bob"), None)
+        assert chats.get(reload.key, "ann") is chat
         # The per-client cap still counts ann's kernel: a second chat of hers may not start one.
         other = Caller(key="v" * 32, user="ann", client="user ann")
         second, _, _ = history.attach(other, None)
