@@ -26,6 +26,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,7 +41,16 @@ def write_seeds(path: Path, count: int, offset: int = 0) -> Path:
     return path
 
 
-def run(seeds: Path, out: Path, url: str, concurrency: int, sandbox: str, executions: int | None) -> dict:
+def run(
+    seeds: Path,
+    out: Path,
+    url: str,
+    concurrency: int,
+    sandbox: str,
+    executions: int | None,
+    reuse: int,
+    warm: int,
+) -> dict:
     from data_pipeline.cli import main
     from tests.fixtures.scripted_teacher import API_KEY, MODEL
 
@@ -62,13 +73,17 @@ def run(seeds: Path, out: Path, url: str, concurrency: int, sandbox: str, execut
         "--no-decontamination",
         "--no-progress",
         "--warm-kernels",
-        str(min(concurrency, 8)),
+        str(warm),
+        "--kernel-reuse",
+        str(reuse),
     ]
     if executions:
         args += ["--max-executions", str(executions)]
+    cpu_before = os.times()
     started = time.perf_counter()
     code = main(args)
     seconds = time.perf_counter() - started
+    cpu_after = os.times()
     if code != 0:
         raise SystemExit(f"generate failed with status {code}")
     items = calls = 0
@@ -77,30 +92,37 @@ def run(seeds: Path, out: Path, url: str, concurrency: int, sandbox: str, execut
             record = json.loads(line)
             items += 1
             calls += sum(u["calls"] for u in record["meta"]["usage"].values())
-    return {"items": items, "calls": calls, "seconds": seconds, "items_per_min": 60 * items / seconds}
+    summary = json.loads((out / "summary.json").read_text())
+    return {
+        "items": items,
+        "calls": calls,
+        "seconds": seconds,
+        "items_per_min": 60 * items / seconds,
+        # This process (the pipeline and the scripted teacher's server); kernels are other processes.
+        "host_cpu_s": (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system),
+        "kernels": summary.get("kernels", {}),
+    }
 
 
 def kernel_floor(items: int, concurrency: int, sandbox_name: str, warm: int) -> float:
-    """Seconds to start, use once and close `items` fresh kernels, `concurrency` at a time, through the same
-    warm pool the pipeline uses, with no model calls: the least any run of `items` items can take here."""
-    import threading
+    """Seconds to start, use once and close `items` fresh kernels, `concurrency` at a time, through the
+    pool the pipeline uses (at most one start per CPU at once), with no model calls: the least a run of
+    `items` items with a fresh kernel each can take here."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from interpreter.pool import SessionPool
+    from interpreter.recycle import RecyclingPool
     from interpreter.sandboxes.select import make_sandbox
     from interpreter.session import Session
 
     sandbox = make_sandbox(sandbox_name)
-    slots = threading.Semaphore(os.cpu_count() or 1)
-    pool = SessionPool(lambda: Session(sandbox), size=min(warm, concurrency))
+    pool = RecyclingPool(lambda: Session(sandbox), reuse=0, warm=min(warm, concurrency))
 
     def one(_):
         session = pool.acquire()
         try:
-            with slots:
-                session.run("print(1)")
+            session.run("print(1)")
         finally:
-            session.close()
+            pool.release(session)
 
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as executor:
@@ -110,7 +132,58 @@ def kernel_floor(items: int, concurrency: int, sandbox_name: str, warm: int) -> 
     return seconds
 
 
+def describe(name: str, result: dict, latency: float, concurrency: int) -> tuple[str, float]:
+    ideal_s = result["calls"] * latency / concurrency
+    ideal_rate = 60 * result["items"] / ideal_s
+    share = result["items_per_min"] / ideal_rate
+    kernels = result["kernels"]
+    retired = ", ".join(f"{count} {why}" for why, count in kernels.get("retired", {}).items()) or "none"
+    line = (
+        f"{name}: {result['items']} items, {result['calls']} calls in {result['seconds']:.1f} s = "
+        f"{result['items_per_min']:.1f} items/min; ideal {ideal_s:.1f} s = {ideal_rate:.1f} items/min; "
+        f"{share:.0%} of ideal (goal >= 80 %); kernels started {kernels.get('started', '?')}, reused "
+        f"{kernels.get('reused', '?')}, retired: {retired}; pipeline process CPU {result['host_cpu_s']:.1f} s"
+    )
+    return line, share
+
+
+class TeacherProcess:
+    """The scripted teacher in a process of its own, as a real teacher is: its HTTP server's work does not
+    share the pipeline's interpreter lock (it still shares the machine's CPUs)."""
+
+    def __init__(self, process: subprocess.Popen, base_url: str) -> None:
+        self.process = process
+        self.base_url = base_url
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_teacher_process(port_file: Path, latency: float) -> TeacherProcess:
+    argv = [sys.executable, "-m", "tests.fixtures.scripted_teacher", "--port-file", str(port_file)]
+    process = subprocess.Popen([*argv, "--latency", str(latency)])
+    deadline = time.monotonic() + 120
+    while not port_file.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise SystemExit("the scripted teacher did not start")
+        time.sleep(0.05)
+    return TeacherProcess(process, port_file.read_text().strip())
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.1f} / {five:.1f} / {fifteen:.1f} (1/5/15 min)"
+
+
 def main() -> None:
+    from interpreter.recycle import DEFAULT_KERNEL_REUSE
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=32)
@@ -118,51 +191,97 @@ def main() -> None:
     parser.add_argument("--sequential-items", type=int, default=20)
     parser.add_argument("--sandbox", default="local")
     parser.add_argument("--max-executions", type=int, help="sandbox executions at once (default: CPUs)")
+    parser.add_argument(
+        "--kernel-reuse",
+        type=int,
+        default=DEFAULT_KERNEL_REUSE,
+        help=f"the measured configuration's --kernel-reuse (default: generate's, {DEFAULT_KERNEL_REUSE})",
+    )
+    parser.add_argument("--warm-kernels", type=int, default=4, help="generate's --warm-kernels (default 4)")
+    parser.add_argument("--no-fresh", action="store_true", help="skip the fresh-kernel-per-item comparison")
+    parser.add_argument("--no-floor", action="store_true", help="skip the kernel floor measurement")
     args = parser.parse_args()
 
-    from tests.fixtures.scripted_teacher import start_teacher
+    print(
+        f"machine: {os.cpu_count()} CPUs; sandbox {args.sandbox}; load average before: {load()}", flush=True
+    )
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        teacher = start_teacher_process(tmp / "teacher-url", args.latency)
+        try:
 
-    server = start_teacher(latency_s=args.latency)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            tmp = Path(tmp)
-            concurrent = run(
-                write_seeds(tmp / "seeds.jsonl", args.items),
-                tmp / "concurrent",
-                server.base_url,
+            def measure(key, count, offset, concurrency, reuse):
+                seeds = write_seeds(tmp / f"seeds-{key}.jsonl", count, offset=offset)
+                results[key] = run(
+                    seeds,
+                    tmp / key,
+                    teacher.base_url,
+                    concurrency,
+                    args.sandbox,
+                    args.max_executions,
+                    reuse,
+                    args.warm_kernels,
+                )
+                results[key]["load_after"] = load()
+
+            # Untimed warm-up: the first generate in a process imports the OpenAI client, the dedup and
+            # decontamination libraries and more (seconds on a loaded machine); items/min is throughput.
+            warm_seeds = write_seeds(tmp / "warm.jsonl", 4, offset=30_000)
+            run(warm_seeds, tmp / "warm", teacher.base_url, 4, args.sandbox, None, 1, 0)
+            measure("default", args.items, 0, args.concurrency, args.kernel_reuse)
+            if not args.no_fresh:
+                # Other seeds, so no call is answered from a cache and the items are comparable.
+                measure("fresh", args.items, 20_000, args.concurrency, 0)
+            measure("sequential", args.sequential_items, 10_000, 1, args.kernel_reuse)
+        finally:
+            teacher.stop()
+    floor_s = (
+        None if args.no_floor else kernel_floor(args.items, args.concurrency, args.sandbox, args.warm_kernels)
+    )
+
+    lines = [
+        describe(
+            f"concurrent, default configuration (--kernel-reuse {args.kernel_reuse}, {args.concurrency} in flight)",
+            results["default"],
+            args.latency,
+            args.concurrency,
+        )[0]
+        + f"; load after: {results['default']['load_after']}"
+    ]
+    if "fresh" in results:
+        lines.append(
+            describe(
+                f"concurrent, fresh kernel per item (--kernel-reuse 0, {args.concurrency} in flight)",
+                results["fresh"],
+                args.latency,
                 args.concurrency,
-                args.sandbox,
-                args.max_executions,
-            )
-            sequential = run(
-                write_seeds(tmp / "seeds-seq.jsonl", args.sequential_items, offset=10_000),
-                tmp / "sequential",
-                server.base_url,
-                1,
-                args.sandbox,
-                args.max_executions,
-            )
-    finally:
-        server.stop()
-    floor_s = kernel_floor(args.items, args.concurrency, args.sandbox, min(args.concurrency, 8))
-    ideal_s = concurrent["calls"] * args.latency / args.concurrency
-    ideal_rate = 60 * concurrent["items"] / ideal_s
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; sandbox {args.sandbox}")
-    print(
-        f"concurrent ({args.concurrency} in flight): {concurrent['items']} items, {concurrent['calls']} calls in "
-        f"{concurrent['seconds']:.1f} s = {concurrent['items_per_min']:.1f} items/min; ideal {ideal_s:.1f} s = "
-        f"{ideal_rate:.1f} items/min; {concurrent['items_per_min'] / ideal_rate:.0%} of ideal (goal >= 80 %)"
+            )[0]
+            + f"; load after: {results['fresh']['load_after']}"
+        )
+    sequential = results["sequential"]
+    lines.append(
+        f"sequential (one call at a time, --kernel-reuse {args.kernel_reuse}): {sequential['items']} items, "
+        f"{sequential['calls']} calls in {sequential['seconds']:.1f} s = {sequential['items_per_min']:.1f} items/min"
     )
-    print(
-        f"sequential (one call at a time): {sequential['items']} items, {sequential['calls']} calls in "
-        f"{sequential['seconds']:.1f} s = {sequential['items_per_min']:.1f} items/min"
+    if floor_s is not None:
+        ideal_s = results["default"]["calls"] * args.latency / args.concurrency
+        lines.append(
+            f"kernel floor: {args.items} fresh kernels started, used once and closed ({args.concurrency} at a "
+            f"time, no model calls) take {floor_s:.1f} s here, {floor_s / ideal_s:.1f}x the ideal: the bound "
+            "of a fresh kernel per item"
+        )
+    lines.append(
+        "ratio concurrent (default) / sequential: "
+        f"{results['default']['items_per_min'] / sequential['items_per_min']:.1f}x"
     )
-    print(
-        f"kernel floor: {args.items} fresh kernels started, used once and closed ({args.concurrency} at a time, no "
-        f"model calls) take {floor_s:.1f} s here; the run took {concurrent['seconds'] / max(ideal_s, floor_s):.2f}x "
-        f"max(ideal, kernel floor)"
-    )
-    print(f"ratio concurrent / sequential: {concurrent['items_per_min'] / sequential['items_per_min']:.1f}x")
+    if "fresh" in results:
+        lines.append(
+            "ratio default / fresh kernel per item: "
+            f"{results['default']['items_per_min'] / results['fresh']['items_per_min']:.1f}x"
+        )
+    lines.append(f"load average at the end: {load()}")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

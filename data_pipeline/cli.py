@@ -15,9 +15,10 @@ import sys
 from pathlib import Path
 
 from data_pipeline.item import DEFAULT_MAX_ATTEMPTS
+from interpreter.recycle import DEFAULT_KERNEL_REUSE
 from llm.hf_loading import DTYPE_CHOICES, QUANTIZE_CHOICES
 from llm.openai_backend import DEFAULT_MAX_RETRIES, DEFAULT_REQUEST_TIMEOUT_S
-from llm.options import DEFAULT_DTYPE
+from llm.options import DEFAULT_DTYPE, non_negative_int
 from llm.select import BACKEND_NAMES
 
 EXIT_BAD_INPUT = 2
@@ -136,7 +137,22 @@ def add_generate_parser(commands) -> argparse.ArgumentParser:
     run.add_argument(
         "--max-executions", type=int, metavar="N", help="sandbox executions at once (default: CPUs)"
     )
-    run.add_argument("--warm-kernels", type=int, default=4, help="kernels kept started in the pool")
+    run.add_argument(
+        "--warm-kernels",
+        type=non_negative_int,
+        default=4,
+        help="kernels kept started ahead in the pool (default 4)",
+    )
+    run.add_argument(
+        "--kernel-reuse",
+        type=non_negative_int,
+        default=DEFAULT_KERNEL_REUSE,
+        metavar="N",
+        help="items one kernel serves in turn, reset inside the sandbox between them (variables, imports, "
+        "files, cwd, environment, patched builtins) and retired after an sh block, a timeout, a crash or "
+        f"lost state; 0: a fresh kernel per item, strict isolation, slower (default {DEFAULT_KERNEL_REUSE}; "
+        "see data_pipeline/README.md)",
+    )
 
     cost = p.add_argument_group("cost and rate limits")
     cost.add_argument("--rpm", type=int, metavar="N", help="requests per minute (per model)")

@@ -26,6 +26,7 @@ which text of an item to compare (the caller's `text_of`, e.g. the problem plus 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import zlib
@@ -42,6 +43,7 @@ DEFAULT_SHINGLE_SIZE = 5
 DEFAULT_NUM_PERM = 128
 # datasketch's default seed, spelled out: the permutations (and so which pairs LSH proposes) never change.
 MINHASH_SEED = 1
+SHINGLE_CACHE_ITEMS = 4096  # shingle sets kept for candidate checks (see `deduplicate`)
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
@@ -133,6 +135,9 @@ def deduplicate(
     # itself removed as a near-duplicate is reported against the kept item, as a near-duplicate of it.
     first_by_hash: dict[str, tuple[int, float, bool]] = {}
     kept_indices: set[int] = set()
+    # Similar items are each other's candidates again and again: recomputing a candidate's shingles per query
+    # made a run of 200 look-alike items cost seconds. Bounded, since all of a big dataset's sets would not fit.
+    shingles_of = functools.lru_cache(maxsize=SHINGLE_CACHE_ITEMS)(lambda i: shingles(texts[i], shingle_size))
     exact_removed: list[Duplicate] = []
     near_removed: list[Duplicate] = []
     for index in order:
@@ -142,7 +147,7 @@ def deduplicate(
             removed = exact_removed if exact else near_removed
             removed.append(Duplicate(index, ids[index], kept, ids[kept], score))
             continue
-        own = shingles(texts[index], shingle_size)
+        own = shingles_of(index)
         minhash = MinHash(
             num_perm=num_perm,
             seed=MINHASH_SEED,
@@ -154,7 +159,7 @@ def deduplicate(
         best: tuple[float, int] | None = None
         for candidate in lsh.query(minhash):
             other = int(candidate)
-            score = jaccard(own, shingles(texts[other], shingle_size))
+            score = jaccard(own, shingles_of(other))
             # The most similar kept item; on a tie the one kept first (lowest index), whatever LSH's order.
             if score >= threshold and (best is None or (score, -other) > (best[0], -best[1])):
                 best = (score, other)

@@ -7,7 +7,9 @@ Order of work, so bad input fails in one line before anything is paid for or wri
      key or an unknown model is one line), or the local model is loaded; then the run folder's identity;
   4. then items run: `--concurrency` at a time through the one concurrent runner (interpreter.batch), model
      calls bounded by `--max-model-calls` and sandbox executions by `--max-executions`, each item with a
-     fresh kernel from the warm pool; results are written in seed order as they complete.
+     kernel of its own from the pool: a fresh one, or with `--kernel-reuse N` one that served an earlier
+     item and was reset inside the sandbox (interpreter.recycle); results are written in seed order as
+     they complete.
 A budget stop, Ctrl-C or SIGTERM stops cleanly: nothing new starts, items in flight are dropped (redone from
 the cache next time), and the summary says how to continue. At the end (all items done) duplicates are
 removed and `summary.json` written.
@@ -227,7 +229,8 @@ def _install_signal_handlers(stop: threading.Event) -> dict:
 
 def generate(args) -> int:
     from interpreter.batch import run_batch
-    from interpreter.pool import SessionPool
+    from interpreter.loop import Cancel
+    from interpreter.recycle import RecyclingPool
     from interpreter.sandboxes.base import Limits, SandboxUnavailable
     from interpreter.sandboxes.select import make_sandbox
     from interpreter.session import Session
@@ -295,7 +298,9 @@ def generate(args) -> int:
             break
     done_ids = folder.completed_ids()
 
-    stop = threading.Event()
+    # A loop Cancel, not a plain Event: the loop subscribes to it instead of watching it from a polling
+    # thread per item (32 items in flight were 32 threads waking 20 times a second).
+    stop = Cancel()
     budget = Budget(folder.path, args.max_cost)
     cache = None if args.no_cache else CallCache(folder.file(CACHE_FILE))
     model_slots = threading.Semaphore(args.max_model_calls or args.concurrency)
@@ -320,9 +325,12 @@ def generate(args) -> int:
     questioner = client(teacher, questioner_model)
     programmer = client(programmer_backend, programmer_model)
     exec_slots = threading.Semaphore(args.max_executions or max(1, os.cpu_count() or 1))
-    pool = SessionPool(
+    # Kernels: started ahead (`--warm-kernels`), at most as many booting at once as there are CPUs, and
+    # with `--kernel-reuse N` reset and handed to the next item up to N times (interpreter.recycle).
+    pool = RecyclingPool(
         lambda: Session(sandbox, timeout_s=args.execution_timeout),
-        size=min(args.warm_kernels, args.concurrency),
+        reuse=args.kernel_reuse,
+        warm=min(args.warm_kernels, args.concurrency),
     )
     settings = ItemSettings(
         questioner_params=build_params(args),
@@ -335,7 +343,7 @@ def generate(args) -> int:
         programmer,
         prompts,
         settings,
-        lambda: ItemSession(pool.acquire, exec_slots),
+        lambda: ItemSession(pool.acquire, exec_slots, pool.release),
         stop,
         identity,
     )
@@ -420,6 +428,12 @@ def generate(args) -> int:
         "cost_usd_total": round(budget.spent, 6),
         "cache": {"hits": cache.hits, "misses": cache.misses} if cache is not None else None,
         "elapsed_s": round(time.monotonic() - started, 2),
+        "kernels": {
+            "reuse": args.kernel_reuse,
+            "started": pool.stats["started"],
+            "reused": pool.stats["reused"],
+            "retired": dict(pool.retire_reasons.most_common()),
+        },
         "complete": complete,
     }
     folder.write_summary(report)

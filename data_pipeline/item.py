@@ -15,8 +15,8 @@ question (`max_rounds=1`, reset by each questioner turn); the loop's `on_turn_en
 decision point: it judges the attempt that just ended and returns the questioner's analysis or None.
 After seeing a result the programmer says a sentence and ends its turn (its prompt asks for that); a
 programmer that writes new code there instead has that unrun turn dropped and gets the questioner's
-analysis first, so the steps keep their order. Bare ```python fences are run and recorded in token form
-(`record_bare_as_tokens`), so the data teaches the tokens.
+analysis first, so the steps keep their order. Bare ```python and ```sh / ```bash fences are run and
+recorded in token form (`record_bare_as_tokens`), so the data teaches the tokens.
 
 What it deliberately does not do: schedule items, write files, or decide what "verified" means
 (data_pipeline.verify does).
@@ -43,7 +43,17 @@ from data_pipeline.prompts import (
     QUESTIONER_PROPOSAL,
     PromptSet,
 )
-from interpreter.loop import Done, ErrorEvent, LoopConfig, run_loop
+from interpreter.loop import (
+    BlockClosed,
+    Done,
+    ErrorEvent,
+    ExecutionFinished,
+    ExecutionStarted,
+    LoopConfig,
+    RoundFinished,
+    run_loop,
+)
+from interpreter.results import RunRecord
 
 STAGE = "teaching"
 VERIFIED, REJECTED, FAILED, STOPPED = "verified", "rejected", "failed", "stopped"
@@ -76,13 +86,25 @@ def item_id(seed_id: str, fingerprint: str) -> str:
 
 class ItemSession:
     """The item's sandbox session, taken from the pool on first use; executions wait for a free slot
-    (the bound on concurrent sandbox executions, separate from the one on model calls)."""
+    (the bound on concurrent sandbox executions, separate from the one on model calls).
 
-    def __init__(self, acquire: Callable[[], object], slots: threading.Semaphore):
+    On `close` the session goes back through `release(session, retire)`: `retire` is None when a reset
+    can clean what the item did (the pool may then hand the kernel to a later item, see
+    interpreter.recycle), else the first reason it must not be reused (an sh block, a timeout, a crash,
+    lost state, an output flood, an interrupt or kill: `interpreter.recycle.retire_reason`)."""
+
+    def __init__(
+        self,
+        acquire: Callable[[], object],
+        slots: threading.Semaphore,
+        release: Callable[[object, str | None], None] | None = None,
+    ):
         self._acquire = acquire
+        self._release = release
         self._slots = slots
         self._session = None
         self._lock = threading.Lock()
+        self.retire: str | None = None  # the first reason this kernel must not serve another item
 
     def _real(self):
         with self._lock:
@@ -91,16 +113,29 @@ class ItemSession:
             return self._session
 
     def run_block(self, language, code, on_output=None, timeout_s=None):
+        from interpreter.protocol import normalize_language
+        from interpreter.recycle import retire_reason
+
         session = self._real()
+        lang = normalize_language(language or "python") or language
+        if lang == "sh" and self.retire is None:
+            self.retire = retire_reason("sh", None)  # before it runs: a failed install may leave files too
         with self._slots:
-            return session.run_block(language, code, on_output=on_output, timeout_s=timeout_s)
+            result = session.run_block(language, code, on_output=on_output, timeout_s=timeout_s)
+        if self.retire is None:
+            self.retire = retire_reason(lang, result)
+        return result
 
     def interrupt(self) -> None:
         if self._session is not None:
+            self.retire = self.retire or "the item's execution was interrupted"
             self._session.interrupt()
 
     def kill(self) -> bool:
-        return bool(self._session.kill()) if self._session is not None else False
+        if self._session is None:
+            return False
+        self.retire = self.retire or "the item's kernel was killed"
+        return bool(self._session.kill())
 
     def is_alive(self) -> bool:
         return self._session is not None and self._session.is_alive()
@@ -110,9 +145,20 @@ class ItemSession:
         return self._session.kernel if self._session is not None else None
 
     def close(self) -> None:
-        if self._session is not None:
-            with contextlib.suppress(Exception):
-                self._session.close()
+        """Give the kernel back (to be reset for another item, or retired). A later `run_block` would take
+        another kernel from the pool: the item calls this early only once no execution can follow."""
+        with self._lock:
+            session, self._session = self._session, None
+        if session is None:
+            return
+        try:
+            if self._release is not None:
+                self._release(session, self.retire)
+                return
+        except Exception:  # noqa: BLE001 - a pool that cannot take it back: the session is closed below
+            pass
+        with contextlib.suppress(Exception):
+            session.close()
 
 
 def _runs_since_question(messages: list[dict]) -> list[dict]:
@@ -259,6 +305,7 @@ class ItemRunner:
             max_rounds=1,  # one execution per question: every failure goes through the questioner
             execution_mode="always",  # a teacher's bare ```python fences run too ...
             bare_python=True,
+            bare_sh=True,  # ... and its bare ```sh / ```bash fences (installs, commands) ...
             record_bare_as_tokens=True,  # ... and are recorded in token form
             render_style=self.settings.render_style,
             system_prompt=self.prompts[PROGRAMMER_SYSTEM].text,
@@ -290,7 +337,10 @@ class ItemRunner:
             config = self.loop_config(attempts.on_turn_end)
             while True:
                 done, error = self._drive(
-                    run_loop(self.programmer, messages, session, config, cancel=self.stop)
+                    run_loop(self.programmer, messages, session, config, cancel=self.stop),
+                    lambda runs: (
+                        session.close() if verify.judge_attempt(runs, attempts.defined).verified else None
+                    ),
                 )
                 if self.stop.is_set() or done is None or done.reason == "cancelled":
                     return ItemOutcome(STOPPED, reason="the run was stopped")
@@ -325,15 +375,34 @@ class ItemRunner:
             if session is not None:
                 session.close()
 
-    def _drive(self, events) -> tuple[Done | None, str]:
+    def _drive(self, events, after_round: Callable[[list[verify.Run]], None]) -> tuple[Done | None, str]:
         """Consume the loop's events: its Done and the last error line (a model call refused because the run
-        is stopping ends the loop with an error; `run` sees the stop event and reports STOPPED)."""
+        is stopping ends the loop with an error; `run` sees the stop event and reports STOPPED).
+
+        `after_round` gets the runs of each round that ran something, as soon as the round ends: with one
+        execution per question nothing runs again before the questioner speaks, so an attempt that passes
+        gives its kernel back here, while the programmer writes its closing sentence (the kernel would
+        otherwise sit idle for a whole model call; fewer kernels are then needed at once)."""
         done, error = None, ""
+        started: dict[str, ExecutionStarted] = {}
+        runs: list[verify.Run] = []
         for event in events:
             if isinstance(event, ErrorEvent):
                 error = event.message
             elif isinstance(event, Done):
                 done = event
+            elif isinstance(event, BlockClosed) and event.problem and event.problem != "dropped":
+                record = RunRecord(event.language or "python", event.code, None, event.note)
+                runs.append(_as_run(record.to_json()))  # recorded as not run, as the loop does
+            elif isinstance(event, ExecutionStarted):
+                started[event.exec_id] = event
+            elif isinstance(event, ExecutionFinished) and event.exec_id in started:
+                begun = started.pop(event.exec_id)
+                runs.append(_as_run(RunRecord(begun.language, begun.code, event.result).to_json()))
+            elif isinstance(event, RoundFinished):
+                if runs and not self.stop.is_set():
+                    after_round(runs)
+                runs = []
         return done, error
 
     def _record(

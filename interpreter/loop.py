@@ -323,6 +323,8 @@ class LoopConfig:
     execution_role: str = "user"  # role execution turns take in what the model sees
     sh_ends_turn: bool = False  # see the module docstring
     bare_python: bool | None = None  # detect bare ```python fences; None means "only in always mode"
+    # With bare_python: also bare ```sh/```bash/```shell fences (a teacher's installs), run as sh blocks.
+    bare_sh: bool = False
     # Executed bare ```python fences are stored in token form (RUN_START```python ...```RUN_STOP) in the
     # recorded assistant text, so dialogues of a teacher that writes bare fences teach the tokens.
     record_bare_as_tokens: bool = False
@@ -434,8 +436,8 @@ class _BlockEvents:
     Block -> BlockClosed followed by the Block itself (for the loop to act on), and `update()` for the
     BlockUpdated of a block still open after a chunk."""
 
-    def __init__(self, bare_python: bool):
-        self.detector = protocol.BlockDetector(bare_python=bare_python)
+    def __init__(self, bare_python: bool, bare_sh: bool = False):
+        self.detector = protocol.BlockDetector(bare_python=bare_python, bare_sh=bare_sh)
         self.in_block = False
         self.so_far: tuple[str, str] | None = None  # the last BlockUpdated sent
 
@@ -633,7 +635,7 @@ class _Loop:
             cfg.tail_chars,
         )
         params = _params_with_stop(cfg.generation, [RUN_STOP] if cfg.sh_ends_turn else [])
-        turn.blocks = _BlockEvents(cfg.detects_bare_python)
+        turn.blocks = _BlockEvents(cfg.detects_bare_python, cfg.bare_sh)
         detector = turn.blocks.detector
         gen_cancel = threading.Event()
         with self._lock:

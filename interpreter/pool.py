@@ -9,7 +9,8 @@ warms only as many as the cap leaves free, and `acquire()` raises `SessionLimitR
 ready and no slot is free.
 
 What it deliberately does not do: reuse sessions (a session is never handed out twice: code from one chat
-must never meet another chat's state) or set the cap.
+must never meet another chat's state; batch jobs that accept reset-and-reuse use interpreter.recycle) or set
+the cap.
 """
 
 from __future__ import annotations

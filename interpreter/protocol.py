@@ -42,6 +42,8 @@ Defined behaviour for malformed model output (never an exception):
 Execution modes (`EXECUTION_MODES`): "auto" runs blocks wrapped in the tokens (how AutoCoder is trained);
 "always" also runs every bare fenced python block (for models without the tokens, as OpenCodeInterpreter
 does); "ask" detects like "auto" and leaves the decision to an approve callback (see `interpreter.loop`).
+`BlockDetector(bare_python=True, bare_sh=True)` also runs bare ```sh / ```bash / ```shell fences (the data
+pipeline's teachers write their installs that way; the app does not ask for it).
 
 What it deliberately does not do: run code (see `interpreter.session`), apply a chat template (the
 backend does that, with add_generation_prompt=True), or know any model's end-of-turn token.
@@ -145,8 +147,12 @@ def block_text(language: str, code: str) -> str:
     return f"{RUN_START}```{language}\n{code}\n```{RUN_STOP}"
 
 
-# A bare opening fence in "always" mode: ```python at a line start, the whole line up to its newline.
+# A bare opening fence in "always" mode: ```python at a line start, the whole line up to its newline;
+# with `bare_sh` also ```sh / ```bash / ```shell (a teacher's installs without the tokens).
 _BARE_OPEN = re.compile(r"^```[ \t]*(python3?|py)\b[^\n]*\n", re.MULTILINE | re.IGNORECASE)
+_BARE_OPEN_WITH_SH = re.compile(
+    r"^```[ \t]*(python3?|py|sh|bash|shell)\b[^\n]*\n", re.MULTILINE | re.IGNORECASE
+)
 _BARE_CLOSE = re.compile(r"^```", re.MULTILINE)
 _OUT, _IN, _BARE = "out", "in", "bare"
 
@@ -160,8 +166,11 @@ class BlockDetector:
     much of the stream belongs to the turn.
     """
 
-    def __init__(self, bare_python: bool = False):
+    def __init__(self, bare_python: bool = False, bare_sh: bool = False):
         self.bare_python = bare_python
+        self.bare_sh = bare_sh  # also bare ```sh/```bash/```shell fences (only together with bare_python)
+        self._bare_open = _BARE_OPEN_WITH_SH if bare_sh else _BARE_OPEN
+        self._bare_language = DEFAULT_LANGUAGE  # of the open bare block
         self._text = ""  # everything fed so far (the scanner needs look-behind for line starts)
         self._pos = 0  # everything before this index is decided
         self._emitted = 0  # everything before this index was handed back as Text
@@ -188,8 +197,10 @@ class BlockDetector:
         elif self._state == _BARE:
             events += self._emit_to(len(self._text))
             raw = self._text[self._block_start :]
-            note = "a ```python block was not closed before the end of the turn; it was not run"
-            events.append(Block(DEFAULT_LANGUAGE, "", raw, False, PROBLEM_UNCLOSED, note))
+            note = (
+                f"a ```{self._bare_language} block was not closed before the end of the turn; it was not run"
+            )
+            events.append(Block(self._bare_language, "", raw, False, PROBLEM_UNCLOSED, note))
         else:
             events += self._emit_to(len(self._text))
         self._state = _OUT
@@ -203,7 +214,7 @@ class BlockDetector:
             return None
         body = self._text[self._body_start : self._emitted]
         if self._state == _BARE:
-            language, code = DEFAULT_LANGUAGE, body
+            language, code = self._bare_language, body
         else:
             body = body.lstrip()
             if not body.startswith("```"):
@@ -274,7 +285,7 @@ class BlockDetector:
         if i >= 0:
             candidates.append((i, "stray", None))
         if self.bare_python:
-            m = _BARE_OPEN.search(text, pos)
+            m = self._bare_open.search(text, pos)
             if m:
                 candidates.append((m.start(), "bare", m))
         # Only act on a candidate that nothing still arriving could pre-empt: one that starts before any
@@ -299,6 +310,7 @@ class BlockDetector:
                 Note("stray_stop", f"{RUN_STOP} with no open block; kept as text"),
             ]
         self._state = _BARE
+        self._bare_language = normalize_language(match.group(1)) or DEFAULT_LANGUAGE
         self._block_start = index
         self._body_start = self._pos = match.end()
         return [*self._emit_to(index), Opened(False), *self._emit_to(self._pos)]
@@ -345,10 +357,11 @@ class BlockDetector:
             self._state = _OUT
             events = self._emit_to(end)
             raw = text[self._block_start : end]
+            language = self._bare_language
             if not code.strip():
-                note = "the ```python block was empty; nothing was run"
-                return [*events, Block(DEFAULT_LANGUAGE, "", raw, False, PROBLEM_EMPTY, note)]
-            return [*events, Block(DEFAULT_LANGUAGE, code, raw, False)]
+                note = f"the ```{language} block was empty; nothing was run"
+                return [*events, Block(language, "", raw, False, PROBLEM_EMPTY, note)]
+            return [*events, Block(language, code, raw, False)]
         # Hold a last line that may still become the closing fence ("`", "``").
         line_start = text.rfind("\n") + 1
         hold = len(text)
@@ -424,9 +437,9 @@ def _parse_wrapped(raw: str, body: str) -> tuple[Block, list[Note]]:
     return Block(language, code, raw, True), notes
 
 
-def detect_blocks(text: str, bare_python: bool = False) -> list[Block]:
+def detect_blocks(text: str, bare_python: bool = False, bare_sh: bool = False) -> list[Block]:
     """All blocks in a complete text (convenience for finished turns)."""
-    detector = BlockDetector(bare_python=bare_python)
+    detector = BlockDetector(bare_python=bare_python, bare_sh=bare_sh)
     events = detector.feed(text) + detector.finish()
     return [e for e in events if isinstance(e, Block)]
 

@@ -25,6 +25,7 @@ ALL_SCENARIOS = (
     "notests",
     "weaken",
     "bare",
+    "baresh",
     "selffix",
     "hostile",
     "noproblem",

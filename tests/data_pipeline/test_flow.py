@@ -146,6 +146,21 @@ def test_bare_fences_are_recorded_in_token_form(run):
     assert f"{RUN_START}```python" in assistant and f"```{RUN_STOP}" in assistant
 
 
+def test_bare_sh_fences_run_and_are_recorded_in_token_form(run):
+    name, record = run["by"]["baresh"]
+    assert name == "dialogues.jsonl"
+    assistant = record["messages"][1]["content"]
+    assert f"{RUN_START}```bash\nls -a /work\n```{RUN_STOP}" not in assistant  # the language as run: sh
+    assert f"{RUN_START}```sh\nls -a /work\n```{RUN_STOP}" in assistant
+    assert f"{RUN_START}```python" in assistant and "```bash" not in assistant
+    runs = record["messages"][2]["runs"]
+    assert [(r["language"], r["status"]) for r in runs] == [("sh", "ok"), ("python", "ok")]
+    assert runs[0]["stdout"].split() == [".", ".."]  # it ran in the sandbox, in the item's empty /work
+    # An sh block may install into /pkgs, which a reset cannot empty: that kernel served no later item.
+    kernels = json.loads((run["out"] / "summary.json").read_text())["kernels"]
+    assert any(reason.startswith("an sh block ran") for reason in kernels["retired"])
+
+
 def test_hostile_code_is_contained(run, secret_file):
     name, record = run["by"]["hostile"]
     stdout = record["messages"][2]["runs"][0]["stdout"]
@@ -185,17 +200,17 @@ def test_meta_fields(run):
 
 def test_output_is_the_dialogue_format_and_loads_with_datasets(run):
     dialogues = list(read_dialogues(run["out"] / "dialogues.jsonl"))
-    assert len(dialogues) == 8
+    assert len(dialogues) == 9
     from datasets import load_dataset
 
     dataset = load_dataset("json", data_files=str(run["out"] / "dialogues.jsonl"), split="train")
-    assert len(dataset) == 8 and set(dataset.column_names) >= {"id", "messages", "meta"}
+    assert len(dataset) == 9 and set(dataset.column_names) >= {"id", "messages", "meta"}
 
 
 def test_stats_table_and_plots(run, capsys):
     assert main(["stats", str(run["out"]), "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
-    assert stats["items"] == 8 and stats["rejected"] == 3 and stats["removed_by_decontamination"] == 1
+    assert stats["items"] == 9 and stats["rejected"] == 3 and stats["removed_by_decontamination"] == 1
     assert stats["flagged_tests_weakened"] == 1
     assert 0 < stats["multi_turn_share"] < 1 and stats["execution_feedback_share"] > 0
     for png in ("attempts.png", "error_types.png"):
