@@ -71,6 +71,11 @@ def test_status_is_colour_coded_and_code_is_not_dimmed(app, page):
     timed_out = titles(page, "timed out")
     timed_out.first.wait_for(timeout=60_000)
     wait_bot_count(page, "done.", 3)
+    page.wait_for_function(  # the earlier executions collapse once the answer is complete
+        "el => !el.closest('.thought-group').innerText.includes('division by zero')",
+        arg=error.first.element_handle(),
+        timeout=10_000,
+    )
     screenshot(page, "exec-status-colours")
 
     colours = {
