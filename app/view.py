@@ -481,7 +481,7 @@ def answer_markdown(parts: list[Part]) -> str:
             count = len(images_of(part.result))
             if count:
                 sections.append(
-                    f"_({count} image{'s' if count > 1 else ''}, shown only in the latest answer)_"
+                    f"_({count} image{'s' if count > 1 else ''}, not shown in an earlier answer)_"
                 )
         elif isinstance(part, NotePart):
             sections.append(f"_{part.kind}: {part.text}_")

@@ -329,7 +329,7 @@ def test_uploads_and_earlier_answers_are_shown_in_their_turn(tmp_path):
     assert "#exec-" not in one["content"]  # marks are for titles; inside an answer they are plain
     assert two["content"] == "Second."
     assert messages[4:] == [{"role": "assistant", "content": "Third."}]
-    assert "(1 image, shown only in the latest answer)" in answer_markdown(
+    assert "(1 image, not shown in an earlier answer)" in answer_markdown(
         [
             ExecPart(
                 "e",
