@@ -30,6 +30,8 @@
 #   only on a machine dedicated to it; the local sandbox needs no socket.
 # - Logins: --auth-file (a mounted file, as above) or -e AUTOCODER_AUTH; never --auth USER:PASSWORD, which
 #   anyone on the host reads in the process list (`docker inspect` shows environment variables, too).
+# - Past chats (the Chats panel) are kept under /data/autocoder/chats (XDG_DATA_HOME), in the /data volume
+#   with the model cache; `--no-history` keeps none.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 FROM ${BASE_IMAGE}
 
@@ -41,7 +43,8 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     GRADIO_ANALYTICS_ENABLED=False \
     HF_HUB_DISABLE_TELEMETRY=1 \
-    HF_HOME=/data/hf
+    HF_HOME=/data/hf \
+    XDG_DATA_HOME=/data
 
 # tini: PID 1 that forwards SIGTERM (`docker stop` shuts every kernel down) and reaps zombies.
 # docker.io: the CLI the docker sandbox uses to talk to the host's daemon. bubblewrap + util-linux (setpriv):
