@@ -290,3 +290,28 @@ def test_a_bad_history_dir_is_one_line_before_the_model_loads(tmp_path):
     errors = [line for line in done.stderr.splitlines() if "error" in line]
     assert errors == [errors[-1]] and "history folder" in errors[-1] and "--history-dir" in errors[-1]
     assert "Traceback" not in done.stderr and "loading model" not in done.stderr
+
+
+def test_without_a_store_a_page_still_finds_its_chat_but_nothing_is_kept():
+    chats = ChatSessions(lambda: None)
+    history = ChatHistory(chats, BrowserIds.ephemeral(), None)
+    me = Caller(key="s" * 32, user=None, client="127.0.0.1")
+    chat, token, reopened = history.attach(me, None)
+    assert not reopened and history.entries(chat) == []
+    chats.release(me.key)
+    again, _, _ = history.attach(Caller(key="t" * 32, user=None, client="127.0.0.1"), token)
+    assert again is chat
+    with pytest.raises(DialogueError, match="--no-history"):
+        history.reopen(chat, "aaaaaaaaaaaa")
+
+
+def test_an_evaluation_transcript_without_the_interpreter_shows_its_code():
+    messages = [
+        {"role": "user", "content": "Complete the function."},
+        {"role": "assistant", "content": "Here:\n```python\ndef add(a, b):\n    return a + b\n```"},
+    ]
+    record = Dialogue("HumanEval/0#0", messages, {"source": "evaluation", "task_id": "HumanEval/0"})
+    (turn,) = record_turns(record)
+    (block,) = [p for p in turn.parts if isinstance(p, BlockPart)]
+    assert block.code == "def add(a, b):\n    return a + b" and not block.ran and block.closed
+    assert executed_blocks(record) == []  # nothing ran, so nothing to re-run
