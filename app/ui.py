@@ -558,8 +558,13 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             retry.click(on_retry, settings_inputs, chat_outputs, **answering, **private, **chat_group)
         )
         undo.click(on_undo, None, [chatbot, prompt], **QUIET, **private)
-        clear.click(on_clear, None, [chatbot, approval_box, export_file], **QUIET, **private)
-        chatbot.clear(on_clear, None, [chatbot, approval_box, export_file], **QUIET, **private)
+        # After a Clear the list of past chats no longer marks the cleared one as shown (it can be reopened).
+        chats_panel.follow(
+            clear.click(on_clear, None, [chatbot, approval_box, export_file], **QUIET, **private)
+        )
+        chats_panel.follow(
+            chatbot.clear(on_clear, None, [chatbot, approval_box, export_file], **QUIET, **private)
+        )
         run_code.click(on_approve, approval_code, approval_box, concurrency_limit=None, **QUIET, **private)
         skip_code.click(on_skip, None, approval_box, concurrency_limit=None, **QUIET, **private)
         upload.upload(on_upload, upload, [upload, workdir_files, chatbot], **QUIET, **private)

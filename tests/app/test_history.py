@@ -152,6 +152,13 @@ def test_a_reload_keeps_the_chat_and_its_kernel_and_past_chats_reopen(app, page)
     screenshot(page, "history-04-rerun-and-continue")
     assert page.external_requests == []
 
+    # Clear starts over; the cleared chat stays listed, no longer marked as shown, and reopens.
+    page.click("#clear")
+    page.wait_for_function("() => !document.querySelector('#chatbot').innerText.includes('x = 5')")
+    page.wait_for_function("() => !document.querySelector('#history-list input:checked')")
+    page.locator("#history-list label", has_text="run: x = 5").click()
+    wait_text(page, "print(x + 1)")
+
     # On disk: a private folder per user and browser, the two chats as dialogue records.
     assert stat.S_IMODE(app.history.stat().st_mode) == 0o700
     records = sorted(app.history.glob("anonymous/*/*.jsonl"))
