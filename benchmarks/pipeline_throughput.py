@@ -1,21 +1,29 @@
 """Generation throughput of `python -m data_pipeline generate` against a teacher with a fixed latency.
 
 Run: `python -m benchmarks.pipeline_throughput [--items 200] [--concurrency 32] [--latency 0.3]
-[--sequential-items 20] [--sandbox local]`.
+[--sequential-items 20] [--sandbox local] [--kernel-reuse N] [--no-fresh] [--no-floor]`.
 
-The teacher is the tests' scripted one (tests/fixtures/scripted_teacher.py) over real HTTP, answering every
-call after `--latency` seconds; two thirds of the items pass first time (3 calls), one third carries a planted
-bug that is fixed after the questioner's analysis (6 calls). Every item runs its code in a fresh sandboxed
-kernel, as in a real run. Reported:
+The teacher is the tests' scripted one (tests/fixtures/scripted_teacher.py) over real HTTP, in a process of
+its own as a real teacher is, answering every call after `--latency` seconds; two thirds of the items pass
+first time (3 calls), one third carries a planted bug that is fixed after the questioner's analysis (6
+calls). Every item runs its code in a sandboxed kernel, as in a real run. One untimed warm-up run first
+(a process's first generate imports the OpenAI client and the dedup libraries: start-up, not throughput).
+Reported, all in one run:
 
-- concurrent: items/min with `--concurrency` items in flight, against the ideal = what the model calls
-  alone would allow, (calls x latency / concurrency) for the run's real number of calls;
+- concurrent, default configuration (`--kernel-reuse 20`: a kernel serves up to 20 items, reset inside the
+  sandbox in between, see interpreter/recycle.py): items/min with `--concurrency` items in flight, against
+  the ideal = what the model calls alone would allow, (calls x latency / concurrency) for the run's real
+  number of calls; with the kernels started, reused and retired, how long items waited for a kernel, and
+  the CPU the pipeline process and the teacher used;
+- concurrent, a fresh kernel per item (`--kernel-reuse 0`, the strict-isolation configuration), the same
+  way (other seeds, so no call is answered from the cache);
 - sequential: the approach of Magicoder's and OpenCodeInterpreter's generators, one call at a time
-  (--concurrency 1), on `--sequential-items` items (items/min is per item, so fewer items suffice);
-- the ratio concurrent / sequential;
-- the kernel floor: the same number of fresh kernels started, used once and closed through the same warm
-  pool with no model calls. Every item needs its own kernel, so on a small machine this, not the calls,
-  bounds the run; the report says how close the run came to max(ideal, floor).
+  (--concurrency 1, default configuration), on `--sequential-items` items (items/min is per item, so
+  fewer items suffice); the ratios concurrent / sequential and default / fresh;
+- the kernel floor: `--items` fresh kernels started, used once and closed, `--concurrency` at a time, with
+  no model calls: the least a run with a fresh kernel per item can take here;
+- the load average (1/5/15 min) before, after each run and at the end: the machine is shared, and the
+  numbers mean little without it.
 
 Goal: at least 80 % of the ideal. What it deliberately does not measure: a real model's latency spread,
 or decontamination (off here; benchmarks.decontamination_speed measures it).
@@ -41,6 +49,12 @@ def write_seeds(path: Path, count: int, offset: int = 0) -> Path:
     return path
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a running process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(
     seeds: Path,
     out: Path,
@@ -50,6 +64,7 @@ def run(
     executions: int | None,
     reuse: int,
     warm: int,
+    teacher_pid: int | None = None,
 ) -> dict:
     from data_pipeline.cli import main
     from tests.fixtures.scripted_teacher import API_KEY, MODEL
@@ -80,10 +95,12 @@ def run(
     if executions:
         args += ["--max-executions", str(executions)]
     cpu_before = os.times()
+    teacher_before = process_cpu_s(teacher_pid) if teacher_pid else 0.0
     started = time.perf_counter()
     code = main(args)
     seconds = time.perf_counter() - started
     cpu_after = os.times()
+    teacher_after = process_cpu_s(teacher_pid) if teacher_pid else 0.0
     if code != 0:
         raise SystemExit(f"generate failed with status {code}")
     items = calls = 0
@@ -100,6 +117,7 @@ def run(
         "items_per_min": 60 * items / seconds,
         # This process (the pipeline and the scripted teacher's server); kernels are other processes.
         "host_cpu_s": (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system),
+        "teacher_cpu_s": teacher_after - teacher_before,
         "kernels": summary.get("kernels", {}),
     }
 
@@ -142,7 +160,9 @@ def describe(name: str, result: dict, latency: float, concurrency: int) -> tuple
         f"{name}: {result['items']} items, {result['calls']} calls in {result['seconds']:.1f} s = "
         f"{result['items_per_min']:.1f} items/min; ideal {ideal_s:.1f} s = {ideal_rate:.1f} items/min; "
         f"{share:.0%} of ideal (goal >= 80 %); kernels started {kernels.get('started', '?')}, reused "
-        f"{kernels.get('reused', '?')}, retired: {retired}; pipeline process CPU {result['host_cpu_s']:.1f} s"
+        f"{kernels.get('reused', '?')}, retired: {retired}; items waited {kernels.get('items_waited_s', 0):.0f} s "
+        f"for kernels in all; CPU used by the pipeline process {result['host_cpu_s']:.1f} s and the teacher "
+        f"{result['teacher_cpu_s']:.1f} s (the kernels' own CPU is not counted here)"
     )
     return line, share
 
@@ -222,6 +242,7 @@ def main() -> None:
                     args.max_executions,
                     reuse,
                     args.warm_kernels,
+                    teacher.process.pid,
                 )
                 results[key]["load_after"] = load()
 

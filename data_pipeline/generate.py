@@ -433,6 +433,7 @@ def generate(args) -> int:
             "started": pool.stats["started"],
             "reused": pool.stats["reused"],
             "retired": dict(pool.retire_reasons.most_common()),
+            "items_waited_s": round(pool.stats["wait_s"], 2),
         },
         "complete": complete,
     }

@@ -41,10 +41,13 @@ kernel), or hide state in C-level structures or objects the reset does not compa
 and the host's safety are unchanged by reuse (same jail, same limits); what reuse can cost is the
 independence of jobs' results. `reuse=0` gives every job a fresh kernel (strict isolation, slower).
 
-Starting kernels: at most `max_starting` at once (default: the CPUs), so a burst of jobs does not start
-more kernels in parallel than the machine can boot; a job waiting for a kernel takes whichever comes
-first, a reset one or a new one. `warm` kernels are started in the background at construction and kept
-ready. Resets run in a background thread per release, so the releasing job's thread moves on at once.
+Starting kernels: with reuse at most `max_starting` at once (default: twice the CPUs; a start also waits on
+the jail, the session's filesystem and the sockets), so a burst of jobs does not boot more kernels in
+parallel than the machine can (without reuse each job starts its own, as interpreter.pool does); with reuse a waiting job first gives a kernel in use or being reset `start_after_s` (0.3 s) to
+come back before it starts a new one (most jobs hold a kernel for a fraction of a second, and a start costs
+far more CPU than the wait), and takes whichever comes first. `warm` kernels are started in the background
+from the beginning (with reuse: until that many exist in all; without: kept ready, one per job). Resets run
+in a background thread per release, so the releasing job's thread moves on at once.
 
 What it deliberately does not do: decide which results retire a session (the caller's `retire` argument;
 `retire_reason` below is the rule the data pipeline applies), cap sessions (interpreter.session does), or
@@ -69,6 +72,8 @@ from interpreter.session import Session
 DEFAULT_KERNEL_REUSE = 20  # jobs per kernel in the data pipeline (see data_pipeline/README.md)
 RESET_TIMEOUT_S = 15.0  # a reset that takes longer is taken as failed: the kernel is retired
 SNAPSHOT_TIMEOUT_S = 15.0
+# With reuse, a job waits this long for a kernel in use or being reset before it starts a new one.
+START_AFTER_S = 0.3
 # The reset's report line on stdout: marker + JSON. \x1e never appears in ordinary output.
 REPORT_MARKER = "\x1eautocoder-reset:"
 # Result statuses after which a kernel may hold state a reset cannot see (or never ran the job's code).
@@ -471,6 +476,7 @@ class RecyclingPool:
         warm: int = 0,
         max_starting: int | None = None,
         reset_timeout_s: float = RESET_TIMEOUT_S,
+        start_after_s: float = START_AFTER_S,
     ) -> None:
         if reuse < 0:
             raise ValueError("kernel reuse must be 0 (a fresh kernel per job) or more")
@@ -481,26 +487,32 @@ class RecyclingPool:
         self._idle: deque[Session] = deque()  # ready for a job: fresh (snapshot taken) or reset
         self._uses: dict[int, int] = {}  # id(session) -> jobs it served
         self._snapshotted: set[int] = set()
-        self._starting = 0
+        self._starting = 0  # starts in progress (for a job or in the background)
+        self._warming = 0  # background starts not begun yet (waiting for a start slot)
+        self._busy = 0  # handed out, not released yet
         self._resetting = 0
-        self._max_starting = max(1, max_starting or os.cpu_count() or 1)
+        # Starting a kernel waits on the jail, mkfs and sockets as well as the CPU: twice the CPUs at once.
+        # Without reuse every job needs a start of its own: each starts its kernel itself, as the app's pool.
+        default_starting = 2 * (os.cpu_count() or 1) if reuse else 1_000_000
+        self._max_starting = max(1, max_starting or default_starting)
+        self.start_after_s = start_after_s
         self._changed = threading.Condition()
         self._closed = False
-        self.stats: Counter = Counter()  # started, reused, retired, reset_s (sum of reset seconds)
+        # started, reused, retired; reset_s and wait_s: seconds spent resetting, and jobs spent waiting in acquire
+        self.stats: Counter = Counter()
         self.retire_reasons: Counter = Counter()
         self.last_error: str | None = None
-        for _ in range(self.warm):
-            self._start_in_background()
+        with self._changed:
+            self._top_up()
 
     # -- starting ---------------------------------------------------------------------------------------
-
-    def _start_in_background(self) -> None:
-        threading.Thread(target=self._warm_one, name="recycling-pool-warmer", daemon=True).start()
 
     def _warm_one(self) -> None:
         with self._changed:
             self._changed.wait_for(lambda: self._closed or self._starting < self._max_starting)
+            self._warming -= 1
             if self._closed:
+                self._changed.notify_all()
                 return
             self._starting += 1
         session = None
@@ -532,6 +544,10 @@ class RecyclingPool:
         return session
 
     def _snapshot(self, session: Session) -> None:
+        # A failing cell first: IPython imports its traceback formatting (pygments, stack_data, ...) lazily
+        # at the first error. Loaded before the snapshot, it stays loaded; after it, every reset would drop
+        # it and every item's first error would import it again (tens of ms of the kernel's CPU each).
+        session.run("raise ValueError('warming the traceback formatter')", timeout_s=SNAPSHOT_TIMEOUT_S)
         report = parse_report(session.run(snapshot_code(), timeout_s=SNAPSHOT_TIMEOUT_S))
         if not report["clean"]:
             raise RuntimeError(f"kernel snapshot failed: {'; '.join(report['problems'])}")
@@ -540,8 +556,12 @@ class RecyclingPool:
     # -- handing out ------------------------------------------------------------------------------------
 
     def acquire(self) -> Session:
-        """A started session for one job: a ready one if any, else one started now (at most `max_starting`
-        start at once; while waiting for a start slot, a session reset meanwhile is taken instead)."""
+        """A started session for one job: a ready one if any, else one started now. At most `max_starting`
+        start at once, and with reuse a job first waits up to `start_after_s` for a kernel being reset or
+        used by a short job (most hold one for a fraction of a second), since a start costs far more CPU."""
+        import time
+
+        asked = time.monotonic()
         with self._changed:
             while True:
                 if self._closed:
@@ -549,35 +569,54 @@ class RecyclingPool:
                 while self._idle:
                     session = self._idle.popleft()
                     if session.is_alive():
-                        self._uses.setdefault(id(session), 0)
-                        self._top_up()
-                        return session
+                        return self._hand_out(session, asked)
                     threading.Thread(
                         target=self._discard, args=(session, "died while idle"), daemon=True
                     ).start()
-                if self._starting < self._max_starting:
+                waited = time.monotonic() - asked
+                patient = self.reuse and waited < self.start_after_s and self._kernel_count() > 0
+                if self._starting < self._max_starting and not patient:
                     self._starting += 1
                     break
-                self._changed.wait()
+                self._changed.wait(self.start_after_s - waited if patient else None)
         try:
             session = self._start()
         finally:
             with self._changed:
                 self._starting -= 1
                 self._changed.notify_all()
+        with self._changed:
+            return self._hand_out(session, asked)
+
+    def _hand_out(self, session: Session, asked: float) -> Session:
+        """Called under the lock."""
+        import time
+
+        self._busy += 1
         self._uses.setdefault(id(session), 0)
         self._top_up()
+        self.stats["wait_s"] += time.monotonic() - asked
         return session
 
+    def _kernel_count(self) -> int:
+        """Kernels ready, in use, being reset or being started. Called under the lock."""
+        return len(self._idle) + self._busy + self._resetting + self._starting + self._warming
+
     def _top_up(self) -> None:
-        """Keep `warm` sessions ready (or on their way) in the background. Called under the lock."""
-        missing = self.warm - len(self._idle) - self._resetting - self._starting
-        for _ in range(max(0, missing)):
-            self._start_in_background()
+        """Start kernels in the background (called under the lock): with reuse, until `warm` kernels exist
+        in all; without, until `warm` wait ready or are on their way (each job uses up one)."""
+        if self._closed:
+            return
+        have = self._kernel_count() if self.reuse else len(self._idle) + self._warming
+        for _ in range(max(0, self.warm - have)):
+            self._warming += 1
+            threading.Thread(target=self._warm_one, name="recycling-pool-warmer", daemon=True).start()
 
     def release(self, session: Session, retire: str | None = None) -> None:
         """A job is done with `session`: reset it for the next job (in the background), or close it when
         `retire` says why it must not be reused, when it served `reuse` jobs, or when reuse is off."""
+        with self._changed:
+            self._busy = max(0, self._busy - 1)
         uses = self._uses.get(id(session), 0) + 1
         self._uses[id(session)] = uses
         if session.closed:
