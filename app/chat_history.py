@@ -51,6 +51,7 @@ KEY_FILE = ".browser-key"  # the HMAC key (0600), so ids stay valid across resta
 RECORD_SUFFIX = ".jsonl"
 _CHAT_ID = re.compile(r"^[0-9a-f]{8,32}$")  # ids this module makes (uuid hex); names files, so checked
 _TITLE_CHARS = 60
+SUMMARY_CACHE_SIZE = 10_000  # list entries remembered across all browsers (then forgotten at once)
 
 
 class HistoryDirError(OSError):
@@ -178,6 +179,7 @@ class ChatStore:
         self.root = Path(root)
         self.max_chats = max_chats
         self._lock = threading.Lock()
+        self._summaries: dict[Path, tuple[tuple[int, int], Entry]] = {}  # path -> ((size, mtime), entry)
         prepare_private_dir(self.root)
 
     def folder(self, user: str | None, browser: str) -> Path:
@@ -230,9 +232,20 @@ class ChatStore:
                 old.unlink()
 
     def entries(self, user: str | None, browser: str) -> list[Entry]:
-        """The past chats of this user's browser, newest first; unreadable files are left out (logged)."""
+        """The past chats of this user's browser, newest first; unreadable files are left out (logged).
+        A file unchanged since it was last read (same size and mtime) is not parsed again: the list is
+        refreshed after every answer, and a chat with plots is megabytes of JSON."""
         found = []
         for path in self._files(self.folder(user, browser)):
+            try:
+                info = path.stat()
+            except OSError:
+                continue
+            stamp = (info.st_size, info.st_mtime_ns)
+            cached = self._summaries.get(path)
+            if cached is not None and cached[0] == stamp:
+                found.append(cached[1])
+                continue
             try:
                 record = next(iter(read_dialogues(path)), None)
             except (DialogueError, OSError) as exc:
@@ -241,7 +254,12 @@ class ChatStore:
             if record is None:
                 continue
             count = sum(1 for m in record.messages if m["role"] in ("user", "assistant"))
-            found.append(Entry(path.name[: -len(RECORD_SUFFIX)], _title(record), path.stat().st_mtime, count))
+            entry = Entry(path.name[: -len(RECORD_SUFFIX)], _title(record), info.st_mtime, count)
+            with self._lock:
+                if len(self._summaries) > SUMMARY_CACHE_SIZE:
+                    self._summaries.clear()
+                self._summaries[path] = (stamp, entry)
+            found.append(entry)
         return found
 
     def load(self, user: str | None, browser: str, chat_id: str) -> Dialogue:

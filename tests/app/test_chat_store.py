@@ -315,3 +315,17 @@ def test_an_evaluation_transcript_without_the_interpreter_shows_its_code():
     (block,) = [p for p in turn.parts if isinstance(p, BlockPart)]
     assert block.code == "def add(a, b):\n    return a + b" and not block.ran and block.closed
     assert executed_blocks(record) == []  # nothing ran, so nothing to re-run
+
+
+def test_the_list_sees_a_chat_saved_again_and_the_benchmark_runs(tmp_path):
+    store = ChatStore(tmp_path / "h")
+    store.save(None, "d" * 32, record("aaaaaaaaaaaa", "before"))
+    assert [e.title for e in store.entries(None, "d" * 32)] == ["before 0"]  # now cached
+    store.save(None, "d" * 32, record("aaaaaaaaaaaa", "after", answers=2))
+    (entry,) = store.entries(None, "d" * 32)
+    assert entry.title == "after 0" and entry.messages == 6
+
+    from benchmarks.chat_history import measure
+
+    found = measure(chats=3, kb=1, repeats=1)
+    assert set(found) == {"uncached_s", "cached_s", "save_s"} and all(v > 0 for v in found.values())
