@@ -329,3 +329,23 @@ def test_the_list_sees_a_chat_saved_again_and_the_benchmark_runs(tmp_path):
 
     found = measure(chats=3, kb=1, repeats=1)
     assert set(found) == {"uncached_s", "cached_s", "save_s"} and all(v > 0 for v in found.values())
+
+
+def test_after_a_restart_the_browser_finds_its_last_chat_restored(tmp_path):
+    store = ChatStore(tmp_path / "h")
+    me = Caller(key="s" * 32, user="ann", client="user ann")
+    before = ChatHistory(ChatSessions(lambda: None), BrowserIds.in_folder(store.root), store)
+    chat, token, _ = before.attach(me, None)
+    before.open_record(chat, Dialogue.from_json(record("aaaaaaaaaaaa", "kept")), "a file")
+    saved_as = chat.chat_id
+
+    # A new server process: same folder, same key; the page brings the token its browser kept.
+    after = ChatHistory(ChatSessions(lambda: None), BrowserIds.in_folder(store.root), ChatStore(store.root))
+    again, same, restored = after.attach(Caller(key="t" * 32, user="ann", client="user ann"), token)
+    assert restored and same == token and again.chat_id == saved_as
+    assert again.turns[0].user == "kept 0"
+    notes = [p.text for p in again.turns[-1].parts if isinstance(p, NotePart)]
+    assert any(n.startswith("Restored from the history") and "fresh one" in n for n in notes), notes
+    # bob with ann's token after the restart: nothing of hers.
+    his, _, restored = after.attach(Caller(key="u" * 32, user="bob", client="user bob"), token)
+    assert not restored and his.turns == []
