@@ -409,9 +409,13 @@ class ChatHistory:
         return len(blocks)
 
     def take_replay(self, chat: Chat) -> list[tuple[str, str]]:
-        """The blocks to re-run for this chat (once: the kernel then holds their state)."""
+        """The blocks to re-run for this chat (once: the kernel then holds their state): those of a reopened
+        chat or record, else, when the idle reaper shut the chat's kernel down, every block it ran."""
         with self._lock:
-            return self._replays.pop(chat.key, [])
+            blocks = self._replays.pop(chat.key, [])
+        if not blocks and chat.kernel_note:  # the next message would start on a fresh kernel
+            blocks = executed_blocks(Dialogue(chat.chat_id, chat.dialogue))
+        return blocks
 
     def give_back_replay(self, chat: Chat, blocks: list[tuple[str, str]]) -> None:
         with self._lock:

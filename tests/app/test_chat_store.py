@@ -349,3 +349,12 @@ def test_after_a_restart_the_browser_finds_its_last_chat_restored(tmp_path):
     # bob with ann's token after the restart: nothing of hers.
     his, _, restored = after.attach(Caller(key="u" * 32, user="bob", client="user bob"), token)
     assert not restored and his.turns == []
+
+
+def test_after_the_idle_reaper_re_run_offers_every_block_the_chat_ran(tmp_path):
+    history = ChatHistory(ChatSessions(lambda: None), BrowserIds.ephemeral(), None)
+    chat, _, _ = history.attach(Caller(key="s" * 32, user=None, client="127.0.0.1"), None)
+    chat.dialogue = Dialogue.from_json(record("aaaaaaaaaaaa", answers=2)).messages
+    assert history.take_replay(chat) == []  # the kernel holds the state: nothing to re-run
+    chat.kernel_note = "The previous kernel was shut down (idle): variables and workdir files are gone."
+    assert history.take_replay(chat) == [("python", "print(0)"), ("python", "print(1)")]
