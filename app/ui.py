@@ -358,7 +358,8 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         def answer(chat: Chat, message: str, settings: Settings):
             """Stream one answer: the chat re-rendered after each batch of loop events, with "Thinking…"
             until the model's first words; the button says Stop until the last update, which says Send."""
-            history = _shown_turns(chat.turns, ctx.images)
+            # A message follows the history now: its executions are all collapsed (app.view).
+            history = sanitize_messages(render_turns(chat.turns, ctx.images, open_latest=False))
             asking_shown = False
             try:
                 stream = chat.run(message, settings, ctx.run_loop)

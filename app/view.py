@@ -12,8 +12,8 @@ on screen once, as its execution (also a bare ```python fence in execution mode 
 
 Execution messages: the title starts with a status mark that the page's CSS (`EXEC_CSS`) colours (running,
 ok, error, timed out, ...), the body says "(no output)" when a finished run showed nothing, and only the
-chat's latest execution stays open: earlier finished ones are collapsed (Gradio's status "done"), one click
-away. A turn also shows the files uploaded before it (`Turn.uploads`) and, collapsed, the answers Retry
+last turn's latest execution stays open: earlier finished ones are collapsed (Gradio's status "done"),
+one click away (and while a new message is answered, all of the history's are). A turn also shows the files uploaded before it (`Turn.uploads`) and, collapsed, the answers Retry
 replaced (`Turn.earlier`), which the model's dialogue no longer holds.
 
 What this module deliberately does not do: talk to Gradio's server, run anything, or keep the dialogue the
@@ -488,17 +488,14 @@ def answer_markdown(parts: list[Part]) -> str:
     return "\n\n".join(sections) or "_(empty answer)_"
 
 
-def _last_exec(turns: list[Turn]) -> ExecPart | None:
-    for turn in reversed(turns):
-        executions = turn.executions()
-        if executions:
-            return executions[-1]
-    return None
+def _last_exec(turn: Turn) -> ExecPart | None:
+    executions = turn.executions()
+    return executions[-1] if executions else None
 
 
 def render_turn(turn: Turn, images: ImageStore) -> list[dict]:
     """One turn's messages; its last execution stays open, earlier ones collapse."""
-    return _render_turn(turn, images, _last_exec([turn]))
+    return _render_turn(turn, images, _last_exec(turn))
 
 
 def _render_turn(turn: Turn, images: ImageStore, keep_open: ExecPart | None) -> list[dict]:
@@ -549,9 +546,10 @@ def _render_turn(turn: Turn, images: ImageStore, keep_open: ExecPart | None) -> 
     return messages
 
 
-def render_turns(turns: list[Turn], images: ImageStore) -> list[dict]:
-    """The whole chat; only the chat's last execution stays open (earlier ones collapse)."""
-    keep_open = _last_exec(turns)
+def render_turns(turns: list[Turn], images: ImageStore, open_latest: bool = True) -> list[dict]:
+    """The whole chat. Executions collapse once a later message exists: only the last turn's last one
+    stays open, and with `open_latest=False` (the history above a message being answered) none."""
+    keep_open = _last_exec(turns[-1]) if turns and open_latest else None
     messages: list[dict] = []
     for turn in turns:
         messages.extend(_render_turn(turn, images, keep_open))

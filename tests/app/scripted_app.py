@@ -46,6 +46,15 @@ def wait_bot_count(page, text: str, count: int = 1, timeout_s: float = 60.0) -> 
         time.sleep(0.05)
 
 
+def wait_idle(page, timeout_ms: int = 60_000) -> None:
+    """Wait until the answer is over on the server too: the model's last words reach the page a moment
+    before the chat is free again, and a message, Retry or Clear sent in that moment is refused. The one
+    Send/Stop button turns back to Send with the answer's last update, after the chat is free."""
+    page.wait_for_function(
+        "() => document.querySelector('#send-stop').innerText.trim() === 'Send'", timeout=timeout_ms
+    )
+
+
 def titles(page, text: str):
     """Titled messages (executions, earlier answers) whose title holds `text`. Not `.thought`: Gradio gives
     that class only to a message after the first of its bubble."""

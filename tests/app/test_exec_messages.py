@@ -3,7 +3,7 @@ status (ok, error, timed out, running), "(no output)" for a silent run, earlier 
 click opens them), and in execution mode "always" each block shown once, on screen and in the notebook.
 
 One `python -m app` on the scripted OpenAI-compatible server (tests/app/scripted_app.py), in execution
-mode "always" with a 3 s execution timeout; each test is its own page, so its own chat and kernel.
+mode "always" with a 5 s execution timeout; each test is its own page, so its own chat and kernel.
 Screenshots go to artifacts/screenshots/.
 """
 
@@ -15,7 +15,7 @@ import nbformat
 import pytest
 
 from tests.app.conftest import screenshot
-from tests.app.scripted_app import bot_text, scripted_app, titles, wait_bot_count
+from tests.app.scripted_app import bot_text, scripted_app, titles, wait_bot_count, wait_idle
 from tests.app.test_browser import open_chat, send, wait_count
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.local_sandbox]
@@ -33,7 +33,7 @@ TITLE_COLOURS = """t => [getComputedStyle(t.querySelector('a') || t.querySelecto
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     with scripted_app(
-        tmp_path_factory.mktemp("exec-app"), "--execution-mode", "always", "--exec-timeout", "3"
+        tmp_path_factory.mktemp("exec-app"), "--execution-mode", "always", "--exec-timeout", "5"
     ) as (
         app,
         _server,
@@ -52,6 +52,7 @@ def test_status_is_colour_coded_and_code_is_not_dimmed(app, page):
     ok = titles(page, "Ran python")
     wait_count(ok, 1)
     wait_bot_count(page, "done.", 1)
+    wait_idle(page)
     code = page.locator("#chatbot .thought-group", has_text="Ran python").locator(
         "code", has_text="print('fine')"
     )
@@ -62,6 +63,7 @@ def test_status_is_colour_coded_and_code_is_not_dimmed(app, page):
     error = titles(page, "ZeroDivisionError")
     wait_count(error, 1)
     wait_bot_count(page, "done.", 2)
+    wait_idle(page)
 
     send(page, "run: import time; time.sleep(20)")
     running = titles(page, "Running python")
@@ -71,7 +73,7 @@ def test_status_is_colour_coded_and_code_is_not_dimmed(app, page):
     timed_out = titles(page, "timed out")
     timed_out.first.wait_for(timeout=60_000)
     wait_bot_count(page, "done.", 3)
-    page.wait_for_function(  # the earlier executions collapse once the answer is complete
+    page.wait_for_function(  # earlier executions are collapsed (wait out the closing slide)
         "el => !el.closest('.thought-group').innerText.includes('division by zero')",
         arg=error.first.element_handle(),
         timeout=10_000,
@@ -99,6 +101,7 @@ def test_silent_run_says_so_collapses_later_and_shows_each_block_once(app, page)
     send(page, "bare: x = 6 * 7")
     wait_count(titles(page, "Ran python"), 1)
     wait_bot_count(page, "done.", 1)
+    wait_idle(page)
     shown = bot_text(page)
     assert "(no output)" in shown, f"a silent run should say so: {shown}"
     assert shown.count("x = 6 * 7") == 1, f"the block should be shown once: {shown}"
@@ -107,9 +110,10 @@ def test_silent_run_says_so_collapses_later_and_shows_each_block_once(app, page)
     send(page, "bare: print(x)")
     wait_count(titles(page, "Ran python"), 2)
     wait_bot_count(page, "done.", 2)
+    wait_idle(page)
     first, second = page.locator("#chatbot .thought-group", has_text="Ran python").all()
     page.wait_for_function("el => el.innerText.includes('42')", arg=second.element_handle(), timeout=10_000)
-    # The history collapses when the answer is complete (its final render; the stream redraws only the new turn).
+    # A later message exists: the earlier execution is collapsed (from the moment the new answer streams).
     page.wait_for_function(
         "el => !el.innerText.includes('x = 6 * 7')", arg=first.element_handle(), timeout=10_000
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.app.conftest import screenshot
-from tests.app.scripted_app import last_user_text, scripted_app, titles, wait_bot_count
+from tests.app.scripted_app import last_user_text, scripted_app, titles, wait_bot_count, wait_idle
 from tests.app.test_browser import chat_text, open_chat, send, wait_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.local_sandbox]
@@ -54,6 +54,7 @@ def test_uploads_are_shown_and_told_to_the_model_and_clear_says_it_keeps_them(ap
 
     send(page, "say: I see it.")
     wait_bot_count(page, "I see it.")
+    wait_idle(page)
     told = last_user_text(server.requests[-1])
     assert told == f"{NOTE}\n\nsay: I see it.", f"the model was not told of the upload: {told!r}"
     assert "data.csv (12 B)" in chat_text(page)  # the user's turn names the upload
@@ -61,6 +62,7 @@ def test_uploads_are_shown_and_told_to_the_model_and_clear_says_it_keeps_them(ap
 
     send(page, "say: Still here.")
     wait_bot_count(page, "Still here.")
+    wait_idle(page)
     assert last_user_text(server.requests[-1]) == "say: Still here."  # told once, not with every message
     record = export_jsonl(page)
     users = [m["content"] for m in record["messages"] if m["role"] == "user"]
@@ -81,12 +83,14 @@ def test_retry_samples_and_keeps_earlier_answers_browsable(app_and_server, page)
     open_chat(page, app.url)
     send(page, "count: hi")
     wait_bot_count(page, "to hi (temperature 0.0)")
+    wait_idle(page)
     first = chat_text(page).split("answer ")[1].split(" ")[0]
 
     page.click("#retry")
     earlier = titles(page, "Earlier answer 1 of 2")
     earlier.first.wait_for(timeout=30_000)
     wait_bot_count(page, "to hi (temperature 0.7)")  # Retry samples (--retry-temperature, default 0.7)
+    wait_idle(page)
     assert server.requests[-1].get("temperature") == 0.7
     assert f"answer {first} to hi" not in chat_text(page)  # the earlier answer is collapsed...
     screenshot(page, "retry-earlier-collapsed")
@@ -98,6 +102,8 @@ def test_retry_samples_and_keeps_earlier_answers_browsable(app_and_server, page)
     page.click("#retry")
     titles(page, "Earlier answer 2 of 3").first.wait_for(timeout=30_000)
     assert titles(page, "Earlier answer 1 of 3").count() == 1
+    wait_bot_count(page, "answer 3 to hi")
+    wait_idle(page)  # the dialogue is the chat's once the answer is over
     record = export_jsonl(page)
     said = [m["content"] for m in record["messages"] if m["role"] == "assistant"]
     assert len(said) == 1 and "temperature 0.7" in said[0], f"the model's dialogue: {said}"

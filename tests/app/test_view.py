@@ -284,6 +284,13 @@ def test_only_the_latest_execution_stays_open(tmp_path):
     _ran(second, "e3", "print(2)", ExecutionResult(status="ok", stdout="2\n"))
     statuses = [m["metadata"].get("status") for m in _execs(render_turns([first, second], images))]
     assert statuses == ["done", "done", None]
+    # A later message collapses them all: a follow-up without code, or a message being answered.
+    chatter = Turn("thanks", 6)
+    feed(chatter, "You are welcome.", finished=True)
+    statuses = [m["metadata"].get("status") for m in _execs(render_turns([first, second, chatter], images))]
+    assert statuses == ["done", "done", "done"]
+    statuses = [m["metadata"].get("status") for m in _execs(render_turns([first, second], images, False))]
+    assert statuses == ["done", "done", "done"]
     # A running execution is open (with its spinner) whatever comes after it.
     third = Turn("c", 8)
     feed(third, BLOCK, finished=True)
