@@ -13,8 +13,9 @@ on screen once, as its execution (also a bare ```python fence in execution mode 
 Execution messages: the title starts with a status mark that the page's CSS (`EXEC_CSS`) colours (running,
 ok, error, timed out, ...), the body says "(no output)" when a finished run showed nothing, and only the
 last turn's latest execution stays open: earlier finished ones are collapsed (Gradio's status "done"),
-one click away (and while a new message is answered, all of the history's are). A turn also shows the files uploaded before it (`Turn.uploads`) and, collapsed, the answers Retry
-replaced (`Turn.earlier`), which the model's dialogue no longer holds.
+one click away (and while a new message is answered, all of the history's are). A turn also shows the
+files uploaded before it (`Turn.uploads`) and, collapsed, the answers Retry replaced (`Turn.earlier`),
+which the model's dialogue no longer holds.
 
 What this module deliberately does not do: talk to Gradio's server, run anything, or keep the dialogue the
 model sees (the loop's `Done.messages` is that; see `app.chat`). Images are written to files by the
