@@ -13,6 +13,11 @@ once per token. Stop sets the loop's cancel event, which ends generation and int
 In execution mode "ask" the loop's `approve` callback parks the worker until the user presses Run (with
 the code, possibly edited) or Skip.
 
+Uploads (`add_uploads`) wait for the next message, which tells the model of them in one line before its
+text (app.uploads); Undo hands them on to the message after, Clear drops them (the files stay in the
+workdir). `undo(retry=True)` keeps the dropped answer for the same message's next turn (`Turn.earlier`),
+shown collapsed but never put back into the dialogue.
+
 Caps: a chat takes a kernel slot when its kernel starts and gives it back when the kernel is shut down
 (closed tab, idle reaper, server exit). At most `max_sessions` chats hold a kernel at once, and at most
 `max_per_client` per client (the signed-in user, else the client's address); past either, starting a kernel
