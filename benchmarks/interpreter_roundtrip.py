@@ -84,8 +84,14 @@ class StockJupyter:
         )
         self.client = BlockingKernelClient(connection_file=connection)
         self.client.load_connection_file()
-        self.client.start_channels()
-        self.client.wait_for_ready(timeout=60)
+        # No heartbeat channel: on a loaded machine a late heartbeat made wait_for_ready report a living
+        # kernel dead; the process itself says whether it lives.
+        self.client.start_channels(hb=False)
+        try:
+            self.client.wait_for_ready(timeout=60)
+        except RuntimeError:
+            self.close()
+            raise RuntimeError(f"the stock kernel did not start (exit code {self.process.poll()})") from None
 
     def run(self, code: str) -> str:
         out: list[str] = []
