@@ -774,6 +774,7 @@ class _Loop:
         interrupted_at: float | None = None
         last_interrupt = 0.0
         forced = False  # the kernel was killed after the grace period
+        finished = False  # the worker handed over its result (it may still be on its way out)
         try:
             yield from self._release(turn)
             yield ExecutionStarted(exec_id, language, code)
@@ -812,6 +813,7 @@ class _Loop:
                 if item[0] == "output":
                     yield OutputChunk(exec_id, item[1], item[2])
                 elif item[0] == "done":
+                    finished = True
                     result: ExecutionResult = item[1]
                     if forced and result.state_lost:
                         grace = self.config.cancel_grace_s
@@ -831,8 +833,10 @@ class _Loop:
             with self._lock:
                 self._inbox = None
                 still_pending, self._interrupt_pending = self._interrupt_pending, False
-            if worker.is_alive() and still_pending:
-                # The consumer closed the generator mid-execution: do not leave the code running.
+            if worker.is_alive() and still_pending and not finished:
+                # The consumer closed the generator mid-execution: do not leave the code running. (Not after
+                # the result came: the worker may not have exited yet, and an interrupt sent then reaches an
+                # idle kernel, or the next execution.)
                 self._interrupt_quietly()
 
     def _until_next_step(self, interrupted_at: float, last_interrupt: float, forced: bool) -> float:
