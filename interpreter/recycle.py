@@ -13,7 +13,8 @@ lets one kernel serve up to N jobs in turn:
 
 A fresh session gets a snapshot of its pristine kernel (taken by the kernel itself, before any job's code)
 when it is first handed out. On release it is reset INSIDE the sandbox, by the kernel, in one execution
-(`_autocoder_reset` below, sent as source like interpreter/kernel_prelude.py), back to that snapshot:
+(`_autocoder_reset` below, sent as source with the snapshot, like interpreter/kernel_prelude.py), back to
+that snapshot:
 - the user namespace and IPython's history/output cache (`InteractiveShell.reset`), open matplotlib figures;
 - every module imported since the snapshot is dropped from sys.modules (so the next job's `import` runs the
   module afresh); a third-party extension module (numpy, pandas, ...) cannot be unloaded, so importing one
@@ -415,21 +416,18 @@ def _kernel_source() -> str:
     return "\n\n".join(inspect.getsource(fn) for fn in (_autocoder_snapshot, _autocoder_reset))
 
 
-def _kernel_cell(call: str) -> str:
-    """A cell that defines the kernel-side functions in a private namespace (not the user's) and calls one."""
-    source = _kernel_source()
-    return f"exec(compile({source!r}, '<autocoder-recycle>', 'exec'), _ns := {{}})\n" + call.replace(
-        "FN", "_ns"
+def snapshot_code(folders: tuple[str, ...] = RESET_FOLDERS) -> str:
+    """The cell that defines the kernel-side functions in a private namespace (not the user's), takes the
+    snapshot, and keeps the reset function on the shell beside the snapshot, so a reset is a short cell."""
+    return (
+        f"exec(compile({_kernel_source()!r}, '<autocoder-recycle>', 'exec'), _ns := {{}})\n"
+        f"get_ipython()._autocoder_recycle_reset = _ns['_autocoder_reset']\n"
+        f"_ns['_autocoder_snapshot'](get_ipython(), {list(folders)!r}); del _ns\n"
     )
 
 
-def snapshot_code(folders: tuple[str, ...] = RESET_FOLDERS) -> str:
-    return _kernel_cell(f"FN['_autocoder_snapshot'](get_ipython(), {list(folders)!r}); del _ns")
-
-
 def reset_code() -> str:
-    # `_ns` is gone once the namespace is reset; the call holds its function already.
-    return _kernel_cell("FN['_autocoder_reset'](get_ipython())")
+    return "get_ipython()._autocoder_recycle_reset(get_ipython())"
 
 
 def parse_report(result) -> dict:
