@@ -82,3 +82,13 @@ def test_max_cost_needs_a_price(tmp_path, teacher, seeds, capsys):
 def test_stats_of_a_folder_without_items(tmp_path, capsys):
     assert main(["stats", str(tmp_path)]) == 2
     assert "holds no" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["-1", "many"])
+def test_bad_kernel_reuse_is_refused_by_the_parser(tmp_path, teacher, seeds, capsys, value):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        main(generate_args(seeds, out, teacher, "--kernel-reuse", value))
+    assert exit_info.value.code == 2
+    assert "--kernel-reuse" in capsys.readouterr().err
+    assert not out.exists()
