@@ -486,7 +486,8 @@ class RecyclingPool:
         self._uses: dict[int, int] = {}  # id(session) -> jobs it served
         self._snapshotted: set[int] = set()
         self._starting = 0  # starts in progress (for a job or in the background)
-        self._warming = 0  # background starts not begun yet (waiting for a start slot)
+        self._warming = 0  # background starts not finished (waiting for a start slot, or starting)
+        self._warm_starting = 0  # of those, the ones starting now (also counted in _starting)
         self._busy = 0  # handed out, not released yet
         self._resetting = 0
         # Starting a kernel waits on the jail, mkfs and sockets as well as the CPU: twice the CPUs at once.
@@ -508,11 +509,12 @@ class RecyclingPool:
     def _warm_one(self) -> None:
         with self._changed:
             self._changed.wait_for(lambda: self._closed or self._starting < self._max_starting)
-            self._warming -= 1
             if self._closed:
+                self._warming -= 1
                 self._changed.notify_all()
                 return
             self._starting += 1
+            self._warm_starting += 1
         session = None
         try:
             session = self._start()
@@ -522,6 +524,8 @@ class RecyclingPool:
         finally:
             with self._changed:
                 self._starting -= 1
+                self._warm_starting -= 1
+                self._warming -= 1
                 if session is not None and not self._closed:
                     self._idle.append(session)
                     session = None
@@ -598,7 +602,8 @@ class RecyclingPool:
 
     def _kernel_count(self) -> int:
         """Kernels ready, in use, being reset or being started. Called under the lock."""
-        return len(self._idle) + self._busy + self._resetting + self._starting + self._warming
+        foreground_starts = self._starting - self._warm_starting
+        return len(self._idle) + self._busy + self._resetting + foreground_starts + self._warming
 
     def _top_up(self) -> None:
         """Start kernels in the background (called under the lock): with reuse, until `warm` kernels exist

@@ -175,15 +175,18 @@ def test_kernels_retire_after_their_reuse_count(sandbox):
 
 
 def test_reuse_zero_is_a_fresh_kernel_per_job(sandbox):
-    pool = RecyclingPool(lambda: Session(sandbox, timeout_s=20), reuse=0, warm=0)
+    pool = RecyclingPool(lambda: Session(sandbox, timeout_s=20), reuse=0, warm=1)
     try:
-        first = pool.acquire()
-        pool.release(first)
-        second = pool.acquire()
-        assert second is not first and first.closed
-        pool.release(second)
+        used = []
+        for _ in range(3):
+            session = pool.acquire()
+            assert session not in used and all(old.closed for old in used)
+            used.append(session)
+            pool.release(session)
     finally:
         pool.close()
+    # One per job and the one kept ready: no kernel started for nothing.
+    assert pool.stats["started"] <= 4 and pool.retire_reasons == {"reuse is off": 3}
 
 
 def test_retire_reason_rules():
