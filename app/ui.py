@@ -142,28 +142,39 @@ class WaitingMessages:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._tokens: dict[str, str] = {}  # session -> token of its waiting message
+        self._waiting: dict[str, tuple[str, str]] = {}  # session -> (token, message)
 
-    def add(self, session: str) -> str | None:
+    def add(self, session: str, message: str) -> str | None:
         """Note a page's accepted message; its token, or None if one is already waiting."""
         with self._lock:
-            if session in self._tokens:
+            if session in self._waiting:
                 return None
-            token = self._tokens[session] = uuid.uuid4().hex
+            token = uuid.uuid4().hex
+            self._waiting[session] = (token, message)
             return token
+
+    def message(self, session: str) -> str | None:
+        with self._lock:
+            found = self._waiting.get(session)
+        return found[1] if found else None
+
+    def holds(self, session: str, token: str) -> bool:
+        with self._lock:
+            found = self._waiting.get(session)
+        return found is not None and found[0] == token
 
     def stop(self, session: str) -> bool:
         """Stop pressed: the waiting message (if any) will not be answered. Returns whether one waited."""
         with self._lock:
-            return self._tokens.pop(session, None) is not None
+            return self._waiting.pop(session, None) is not None
 
     def take(self, session: str, token: str) -> bool:
-        """The answer is about to start: True if this message still waits (it is forgotten here), False if
-        Stop called it off."""
+        """Its answer has started (or ended): forget the message; False if Stop had called it off."""
         with self._lock:
-            if self._tokens.get(session) != token:
+            found = self._waiting.get(session)
+            if found is None or found[0] != token:
                 return False
-            del self._tokens[session]
+            del self._waiting[session]
             return True
 
 
@@ -385,49 +396,76 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                 _send_stop(busy=False),
             )
 
+        # Enter or a press runs four steps. 1: accept the message (the box empties, `pending` holds it) or
+        # refuse it with a toast (it stays in the box; `pending` None), or Stop. 2: show the chat and the
+        # button as the server sees them. 3: end the chain unless a message was accepted, with a silent
+        # error: an error marks every output of its event, so this step has none (and Gradio skips the
+        # `.then` steps of an event that failed while an earlier answer of the page is still pending, so
+        # nothing that must run follows a failure). 4: answer it, in the chat's concurrency group.
+
         def on_enqueue(message: str, request: gr.Request):
-            """Enter in the message box, or Send: show the message and "Thinking…" at once (so a queued chat
-            shows what it waits for) and turn the button into Stop. A message while one is being answered
-            (or waits in the queue) is refused with a toast and stays in the box."""
+            """Step 1 for Enter, and for the button saying Send."""
             if not message or not message.strip():
-                raise _halt()
+                return gr.skip(), None
             chat = _chat(ctx, request)
-            token = None if chat.running else waiting.add(request.session_hash)
-            if token is None:
+            token = None if chat.running else waiting.add(request.session_hash, message)
+            if token is None:  # answering, or a message already waits for its answer
                 gr.Warning("Still answering your last message: wait for it, or press Stop first.")
-                raise _halt()
-            shown = _shown_turns(chat.turns, ctx.images) + sanitize_messages(
-                [{"role": "user", "content": message}, THINKING]
-            )
-            return shown, "", {"message": message, "token": token}, _send_stop(busy=True)
+                return gr.skip(), None
+            return "", {"message": message, "token": token}
 
         def on_press(label: str, message: str, request: gr.Request):
-            """The Send/Stop button: `label` is what it said when pressed (one listener reads it, so it is
-            the label of that moment). Send: as Enter. Stop: stop the answer (its last update says Send),
-            or call off the message waiting in the queue (taken off the chat at once); with neither (the
-            button missed an update), it just goes back to Send. A Stop leaves no message to answer."""
+            """Step 1 for the Send/Stop button; `label` is what it said when pressed (read by this one
+            listener, so the label of that moment). Send: as Enter. Stop: stop the answer, or call off the
+            message waiting in the queue; either way there is nothing to answer."""
             if label != STOP:
                 return on_enqueue(message, request)
-            if on_stop(request):
+            if not on_stop(request) and waiting.stop(request.session_hash):
+                log.info("a message waiting in the queue was called off")
+            return gr.skip(), None
+
+        def to_answer(pending) -> None:
+            """Step 3: the chain goes on only with an accepted message."""
+            if not pending:
                 raise _halt()
+
+        def on_shown(label: str, request: gr.Request):
+            """Step 2: while answering, Stop (the answer's stream owns the chat); a waiting message shows
+            with "Thinking…" and Stop; else Send, with the chat redrawn if the button said Stop (a waiting
+            message called off, or a label that missed an update). An idle Send did nothing: no change."""
             chat = _peek(ctx, request)
-            if waiting.stop(request.session_hash) and chat is not None:
-                log.info("chat %s: a message waiting in the queue was stopped", chat.chat_id)
-                return _shown_turns(chat.turns, ctx.images), gr.skip(), None, _send_stop(busy=False)
-            return gr.skip(), gr.skip(), None, _send_stop(busy=False)
+            if chat is None:
+                return gr.skip(), _send_stop(busy=False)
+            if chat.running:
+                return gr.skip(), _send_stop(busy=True)
+            message = waiting.message(request.session_hash)
+            if message is not None:
+                shown = [{"role": "user", "content": message}, THINKING]
+                return _shown_turns(chat.turns, ctx.images) + sanitize_messages(shown), _send_stop(busy=True)
+            if label == STOP:
+                return _shown_turns(chat.turns, ctx.images), _send_stop(busy=False)
+            return gr.skip(), gr.skip()
 
         def on_submit(
             pending, temperature, top_p, max_new_tokens, max_rounds, execution_mode, request: gr.Request
         ):
+            """Step 3: answer the accepted message, unless Stop called it off while it waited."""
             chat = _chat(ctx, request)
-            if not pending or not waiting.take(request.session_hash, pending["token"]):  # Stop called it off
+            session, token = request.session_hash, (pending or {}).get("token")
+            if not token or not waiting.holds(session, token):
                 yield unchanged
                 return
-            yield from answer(
-                chat,
-                pending["message"],
-                _settings(temperature, top_p, max_new_tokens, max_rounds, execution_mode),
-            )
+            settings = _settings(temperature, top_p, max_new_tokens, max_rounds, execution_mode)
+            started = False
+            try:
+                for update in answer(chat, pending["message"], settings):
+                    if not started:  # the chat is answering now, so the message no longer waits...
+                        started = True
+                        if not waiting.take(session, token):  # ...unless Stop called it off just now
+                            chat.stop()
+                    yield update
+            finally:
+                waiting.take(session, token)
 
         def on_retry(temperature, top_p, max_new_tokens, max_rounds, execution_mode, request: gr.Request):
             values = (temperature, top_p, max_new_tokens, max_rounds, execution_mode)
@@ -543,16 +581,27 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         # as outlines on the message box or the Files panel; every other event shows none (QUIET).
         answering: dict[str, Any] = {"show_progress": "minimal", "show_progress_on": [chatbot]}
         pending = gr.State(None)  # {"message", "token"}: accepted, between showing it and answering it
-        enqueued = [chatbot, prompt, pending, send_stop]
-        # Accepting a message is queued (toasts need the queue) but never waits (no concurrency limit).
-        accept: dict[str, Any] = {"concurrency_limit": None, **QUIET, **private}
-        for accepted in (
-            prompt.submit(on_enqueue, prompt, enqueued, **accept),
-            send_stop.click(on_press, [send_stop, prompt], enqueued, **accept),
+        # Steps 1-3 are queued (toasts need the queue) but never wait (no concurrency limit). Steps 2-4 may
+        # run again while the page's previous answer is still pending (a called-off message's, queued):
+        # Gradio drops a step whose previous run is pending unless its trigger_mode is "multiple".
+        at_once: dict[str, Any] = {"concurrency_limit": None, **QUIET, **private}
+        for pressed in (
+            prompt.submit(on_enqueue, prompt, [prompt, pending], **at_once),
+            send_stop.click(on_press, [send_stop, prompt], [prompt, pending], **at_once),
         ):
+            shown = pressed.success(
+                on_shown, send_stop, [chatbot, send_stop], trigger_mode="multiple", **at_once
+            )
+            accepted = shown.success(to_answer, pending, None, trigger_mode="multiple", **at_once)
             chats_panel.follow(  # the list of past chats shows this chat once it is answered
                 accepted.success(
-                    on_submit, [pending, *settings_inputs], chat_outputs, **answering, **private, **chat_group
+                    on_submit,
+                    [pending, *settings_inputs],
+                    chat_outputs,
+                    trigger_mode="multiple",  # behind a called-off message's answer still in the queue
+                    **answering,
+                    **private,
+                    **chat_group,
                 )
             )
         chats_panel.follow(

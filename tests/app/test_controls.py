@@ -186,12 +186,12 @@ def test_one_send_stop_button_thinking_placeholder_and_a_toast_when_busy(app, se
     assert page.locator("#prompt-row button").count() == 1, "one Send/Stop button, not two"
     assert page.locator("#send, #stop").count() == 0
 
-    # Before the first token (the model takes 3 s to start): "Thinking…" in the chat, the button says Stop.
-    server.latency_s = 3.0
+    # Before the first token (the model takes 6 s to start): "Thinking…" in the chat, the button says Stop.
+    server.latency_s = 6.0
     page.fill("#prompt textarea", "say: hello there")
     page.click("#send-stop")
-    wait_bot_text(page, "Thinking", timeout_ms=2_500)
-    wait_label(page, "Stop", timeout_ms=2_500)
+    wait_bot_text(page, "Thinking", timeout_ms=5_000)
+    wait_label(page, "Stop", timeout_ms=5_000)
     assert "hello there" not in bot_text(page)
     screenshot(page, "controls-01-thinking")
     wait_bot_text(page, "hello there")
@@ -210,6 +210,9 @@ def test_one_send_stop_button_thinking_placeholder_and_a_toast_when_busy(app, se
     wait_toast(page, "Still answering")
     assert page.input_value("#prompt textarea") == "a second message"
     assert chat_text(page).count("a second message") == 0
+    time.sleep(0.5)  # an error mark would be drawn by now
+    assert page.evaluate(ERROR_MARKS) == [], "the refused message left an error mark"
+    assert "Running python" in chat_text(page), "the running answer should still show"
     screenshot(page, "controls-02-busy-toast")
 
     # Stop: the same button; the execution ends at once and the button says Send again.
@@ -218,6 +221,7 @@ def test_one_send_stop_button_thinking_placeholder_and_a_toast_when_busy(app, se
     wait_label(page, "Send", timeout_ms=15_000)
     assert time.monotonic() - pressed < 10, "Stop took too long (the code sleeps 30 s)"
     wait_text(page, "stopped")
+    assert page.evaluate(ERROR_MARKS) == []
     screenshot(page, "controls-03-stopped")
 
     # A message waiting in the queue (one chat is answered at a time here): Stop calls it off at once.
@@ -235,6 +239,7 @@ def test_one_send_stop_button_thinking_placeholder_and_a_toast_when_busy(app, se
         page.wait_for_function(
             "() => !document.querySelector('#chatbot').innerText.includes('never answered')"
         )
+        assert page.evaluate(ERROR_MARKS) == []
         other.click("#send-stop")  # the slot frees; the called-off message must not be answered then
         wait_label(other, "Send", timeout_ms=15_000)
         type_and_enter(page, "say: answered instead")
