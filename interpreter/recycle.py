@@ -99,6 +99,14 @@ def _autocoder_snapshot(shell, folders):
     import threading
     import warnings
 
+    # IPython imports its traceback formatting (pygments, stack_data, ...) at the first error. Loaded
+    # before the snapshot, it stays loaded; after it, every reset would drop it and every item's first
+    # error would import it again (tens of ms of the kernel's CPU each). Formatted here, not shown.
+    try:
+        raise ValueError("warming the traceback formatter")
+    except ValueError:
+        shell.InteractiveTB.structured_traceback(*sys.exc_info())
+
     stdlib = tuple(
         os.path.realpath(p) + os.sep
         for p in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]}
@@ -546,10 +554,6 @@ class RecyclingPool:
         return session
 
     def _snapshot(self, session: Session) -> None:
-        # A failing cell first: IPython imports its traceback formatting (pygments, stack_data, ...) lazily
-        # at the first error. Loaded before the snapshot, it stays loaded; after it, every reset would drop
-        # it and every item's first error would import it again (tens of ms of the kernel's CPU each).
-        session.run("raise ValueError('warming the traceback formatter')", timeout_s=SNAPSHOT_TIMEOUT_S)
         report = parse_report(session.run(snapshot_code(), timeout_s=SNAPSHOT_TIMEOUT_S))
         if not report["clean"]:
             raise RuntimeError(f"kernel snapshot failed: {'; '.join(report['problems'])}")
