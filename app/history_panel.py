@@ -163,7 +163,9 @@ def add_history_panel(ctx: Any, demo: gr.Blocks, chatbot: gr.Chatbot) -> ChatsPa
             gr.Warning("nothing to re-run: this chat's code already ran in its kernel")
             yield gr.skip()
             return
-        previous = _shown(ctx, chat)
+        previous = sanitize_messages(
+            render_turns(chat.turns, ctx.images, open_latest=False)
+        )  # collapsed above
         runner = replay_runner(blocks, history.exec_timeout_s)
         try:
             for turn in chat.run(RERUN_MESSAGE.format(count=len(blocks)), Settings(), runner):
