@@ -283,6 +283,8 @@ def read_record_file(path: str | Path, number: int = 1) -> tuple[Dialogue, int]:
         records = _pretty_printed(path, exc)
     except OSError as exc:
         raise DialogueError(f"cannot read the file ({exc.strerror or exc})") from None
+    except RecursionError:  # json's parser on a hostile file: "[[[[..."
+        raise DialogueError("its JSON is nested too deeply to be a dialogue record") from None
     if not records:
         raise DialogueError("the file holds no dialogue record")
     if not 1 <= number <= len(records):
@@ -295,7 +297,7 @@ def _pretty_printed(path: Path, first_error: DialogueError) -> list[Dialogue]:
 
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, OSError):
+    except (ValueError, OSError, RecursionError):
         raise first_error from None
     return [Dialogue.from_json(obj, path.name)]
 

@@ -153,6 +153,10 @@ def add_history_panel(ctx: Any, demo: gr.Blocks, chatbot: gr.Chatbot) -> ChatsPa
             # upload copy, so only the file name is shown).
             gr.Warning(f"{name}: {_one_line(exc, str(path))}")
             return gr.skip(), None, gr.skip()
+        except (RecursionError, MemoryError, UnicodeError) as exc:  # hostile files: nested or huge
+            log.info("chat %s: refused a record file: %s", chat.chat_id, type(exc).__name__)
+            gr.Warning(f"{name}: not a dialogue record this chat can open ({type(exc).__name__})")
+            return gr.skip(), None, gr.skip()
         log.info("chat %s: opened a dialogue record (%d block(s) to re-run)", chat.chat_id, blocks)
         return _shown(ctx, chat), None, _choices(history, chat)
 

@@ -134,6 +134,10 @@ def test_read_record_file_reports_the_validators_line(tmp_path):
     pretty = tmp_path / "pretty.json"
     pretty.write_text(json.dumps(record("cccccccccccc"), indent=2))
     assert read_record_file(pretty)[0].id == "cccccccccccc"
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text('{"id": "x", "messages": [], "meta": {"a": ' + "[" * 100_000 + "]" * 100_000 + "}}\n")
+    with pytest.raises(DialogueError, match="nested too deeply"):
+        read_record_file(deep)
     (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(DialogueError, match="no dialogue record"):
         read_record_file(tmp_path / "empty.jsonl")
