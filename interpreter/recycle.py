@@ -11,8 +11,8 @@ lets one kernel serve up to N jobs in turn:
     pool.release(session, retire=None)  # or retire="why" when the job left state a reset cannot clear
     pool.close()
 
-A fresh session gets a snapshot of its pristine kernel (taken by the kernel itself, before any job's code)
-when it is first handed out. On release it is reset INSIDE the sandbox, by the kernel, in one execution
+A fresh session gets a snapshot of its pristine kernel (taken by the kernel itself, before any job's code,
+with IPython's traceback formatter already loaded) right after it starts. On release it is reset INSIDE the sandbox, by the kernel, in one execution
 (`_autocoder_reset` below, sent as source with the snapshot, like interpreter/kernel_prelude.py), back to
 that snapshot:
 - the user namespace and IPython's history/output cache (`InteractiveShell.reset`), open matplotlib figures;
@@ -23,9 +23,10 @@ that snapshot:
   monkeypatched `print`, `json.dumps` or `sys.stdout` does not survive);
 - working folder (cwd), os.environ, sys.path, import hooks, umask, recursion limit, signal handlers and
   timers, trace/profile hooks, excepthooks, warnings filters, root logger, IPython event callbacks and AST
-  transformers; `random` is reseeded from the OS as in a new process; gc runs;
-- /work, /tmp and /dev/shm inside the sandbox are emptied by the kernel itself (the host never touches the
-  workdir for this: files a sandbox wrote are hostile to the host, see docs/DESIGN.md).
+  transformers; `random` is reseeded from the OS as in a new process;
+- /work, /tmp and /dev/shm inside the sandbox are emptied by the kernel itself, but for what was there at
+  the snapshot (IPython's profile folder in /tmp); the host never touches the workdir for this: files a
+  sandbox wrote are hostile to the host (DESIGN.md, "Where the host and the sandbox meet").
 The reset then checks what it cannot undo and retires the kernel (closes it, a fresh one takes its place)
 when it finds any: a thread or process the job left running, packages installed into /pkgs, a third-party
 extension module or multiprocessing imported, a lowered hard resource limit, a folder it could not empty,
@@ -44,9 +45,10 @@ independence of jobs' results. `reuse=0` gives every job a fresh kernel (strict 
 
 Starting kernels: with reuse at most `max_starting` at once (default: twice the CPUs; a start also waits on
 the jail, the session's filesystem and the sockets), so a burst of jobs does not boot more kernels in
-parallel than the machine can (without reuse each job starts its own, as interpreter.pool does); with reuse a waiting job first gives a kernel in use or being reset `start_after_s` (0.3 s) to
-come back before it starts a new one (most jobs hold a kernel for a fraction of a second, and a start costs
-far more CPU than the wait), and takes whichever comes first. `warm` kernels are started in the background
+parallel than the machine can (without reuse each job starts its own, as interpreter.pool does); with
+reuse a waiting job first gives a kernel in use or being reset `start_after_s` (0.3 s) to come back before
+it starts a new one (most jobs hold a kernel for a fraction of a second, and a start costs far more CPU
+than the wait), and takes whichever comes first. `warm` kernels are started in the background
 from the beginning (with reuse: until that many exist in all; without: kept ready, one per job). Resets run
 in a background thread per release, so the releasing job's thread moves on at once.
 
@@ -67,7 +69,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import Callable
 
-from interpreter.results import STATUS_OK
+from interpreter.results import STATUS_CRASHED, STATUS_MEMORY, STATUS_OK, STATUS_TIMEOUT
 from interpreter.session import Session
 
 DEFAULT_KERNEL_REUSE = 20  # jobs per kernel in the data pipeline (see data_pipeline/README.md)
@@ -78,7 +80,7 @@ START_AFTER_S = 0.3
 # The reset's report line on stdout: marker + JSON. \x1e never appears in ordinary output.
 REPORT_MARKER = "\x1eautocoder-reset:"
 # Result statuses after which a kernel may hold state a reset cannot see (or never ran the job's code).
-RETIRING_STATUSES = frozenset({"timeout", "crashed", "memory_limit"})
+RETIRING_STATUSES = frozenset({STATUS_TIMEOUT, STATUS_CRASHED, STATUS_MEMORY})
 
 
 # ---- kernel side: these two functions run INSIDE the sandboxed kernel, sent as source -------------------
