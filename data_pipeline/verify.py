@@ -22,6 +22,7 @@ good tests beyond the rules above.
 from __future__ import annotations
 
 import ast
+import threading
 from dataclasses import dataclass, field
 
 STATUS_OK = "ok"
@@ -129,6 +130,11 @@ def _shallow_calls(node: ast.AST) -> set[str]:
     return names
 
 
+# One ast.parse at a time: CPython 3.11 building AST objects in two threads at once can fail with
+# "SystemError: AST constructor recursion depth mismatch" (seen with 32 items in flight).
+_PARSE_LOCK = threading.Lock()
+
+
 def analyse_tests(program: str, defined_before: set[str] = frozenset()) -> TestReport:
     """The tests in `program` (the attempt's python code) and whether they exercise the solution.
 
@@ -136,7 +142,8 @@ def analyse_tests(program: str, defined_before: set[str] = frozenset()) -> TestR
     between attempts, so a fix may redefine only part of the program)."""
     report = TestReport()
     try:
-        tree = ast.parse(program)
+        with _PARSE_LOCK:
+            tree = ast.parse(program)
     except SyntaxError as exc:
         report.syntax_error = f"line {exc.lineno}: {exc.msg}"
         return report
