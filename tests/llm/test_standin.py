@@ -116,6 +116,25 @@ def test_standin_streams_and_reuses_its_cache(standin):
     assert again.prefill_tokens < again.prompt_tokens - stats.prompt_tokens
 
 
+def test_reply_prefix_is_prefilled_streamed_first_and_shares_the_next_rounds_cache(standin):
+    # The chat seeds the stand-in's reply with the opening of an execution block (app.standin_prompt).
+    prefix = "<API_RUN_START>```python\n"
+    messages = [{"role": "user", "content": "Print the sum of 2 and 3."}]
+    prompt = standin.tokenizer.decode(standin.prompt_ids(messages, prefix))
+    assert prompt.endswith("User: Print the sum of 2 and 3.\nAssistant: " + prefix)
+    stats = StreamStats()
+    chunks = list(standin.stream(messages, GenerationParams(max_new_tokens=12), stats=stats, reply_prefix=prefix))
+    assert chunks[0] == prefix and len(chunks) >= 2 and 0 < stats.generated_tokens <= 12
+    # The reply as the dialogue keeps it renders to the same tokens up to where generation began.
+    messages += [
+        {"role": "assistant", "content": "".join(chunks)},
+        {"role": "user", "content": "result.stdout:\n5"},
+    ]
+    again = StreamStats()
+    list(standin.stream(messages, GenerationParams(max_new_tokens=2), stats=again))
+    assert again.prefill_tokens < again.prompt_tokens - stats.prompt_tokens + 2
+
+
 def test_incremental_decoding_matches_a_full_decode_with_gemmas_tokenizer(standin):
     # SentencePiece-style tokenizers drop or add leading spaces when decoding a token on its own.
     from llm.decoding import IncrementalDecoder
