@@ -449,7 +449,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         def on_submit(
             pending, temperature, top_p, max_new_tokens, max_rounds, execution_mode, request: gr.Request
         ):
-            """Step 3: answer the accepted message, unless Stop called it off while it waited."""
+            """Step 4: answer the accepted message, unless Stop called it off while it waited."""
             chat = _chat(ctx, request)
             session, token = request.session_hash, (pending or {}).get("token")
             if not token or not waiting.holds(session, token):
