@@ -23,7 +23,11 @@ def test_task_definitions_score_right_and_wrong_output(tmp_path):
     from benchmarks.chat_tasks import TASKS, number
 
     assert len(TASKS) == 20
-    assert number(12).search("12.0\n") and number(12).search("The answer: 12") and number(391).search("17*23=391")
+    assert (
+        number(12).search("12.0\n")
+        and number(12).search("The answer: 12")
+        and number(391).search("17*23=391")
+    )
     assert not number(12).search("120") and not number(12).search("1.12") and not number(5).search("5.5")
     # The answer is the last number printed: a listing that merely contains it does not count.
     assert not number(18).search("[18, 7, 12]\n") and not number(12).search("12\n13\n")
@@ -58,3 +62,27 @@ def test_standin_runs_the_suite_through_the_app_loop(capsys):
         # The few-shot examples never reach the dialogue the chat keeps: it starts with the task itself.
         assert outcome.dialogue[0] == {"role": "user", "content": TASKS[outcome.number - 1].prompt}
     assert RUN_START in "".join(m["content"] for m in example_messages())
+
+
+@pytest.mark.local_sandbox
+def test_suite_runs_against_an_openai_compatible_server(openai_server, capsys):
+    # `--backend openai` through the benchmark's own command line, against the tests' real-HTTP server
+    # scripted to answer like AutoCoder: a block in the execution tokens, then (after the result) a sentence.
+    from benchmarks.chat_tasks import main
+    from interpreter.protocol import RUN_START, RUN_STOP
+
+    code = {"Compute 17 * 23.": "print(17 * 23)", "Reverse the string 'hello world'.": "print('hello'[::-1])"}
+
+    def reply(body: dict) -> list[str]:
+        last = body["messages"][-1]["content"]
+        if last in code:
+            return ["I will compute it.\n", f"{RUN_START}```python\n{code[last]}\n```", RUN_STOP]
+        return ["Done."]
+
+    openai_server.reply_for = reply
+    argv = ["--backend", "openai", "--base-url", openai_server.base_url, "--model", "tiny-autocoder"]
+    assert main([*argv, "--api-key", "test-key", "--sandbox", "local", "--tasks", "1,8"]) == 0
+    out = capsys.readouterr().out
+    # Task 1's code prints 391; task 8's prints "olleh", not the reversed sentence: one pass, one fail.
+    assert "task  1 pass" in out and "task  8 FAIL" in out and "success rate 1/2" in out
+    assert len(openai_server.requests) == 4  # per task: the block, then the sentence after its result
