@@ -396,60 +396,52 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                 _send_stop(busy=False),
             )
 
-        # Enter or a press runs four steps. 1: accept the message (the box empties, `pending` holds it) or
-        # refuse it with a toast (it stays in the box; `pending` None), or Stop. 2: show the chat and the
-        # button as the server sees them. 3: end the chain unless a message was accepted, with a silent
-        # error: an error marks every output of its event, so this step has none (and Gradio skips the
-        # `.then` steps of an event that failed while an earlier answer of the page is still pending, so
-        # nothing that must run follows a failure). 4: answer it, in the chat's concurrency group.
+        # Enter or a press runs three steps. 1: accept the message (shown at once with "Thinking…", the box
+        # empties, the button says Stop, `pending` holds it), or refuse it with a toast (it stays in the
+        # box), or Stop; `pending` None unless accepted. It never fails for a user's doing: an error marks
+        # every output of its event, the chat included, and Gradio skips the `.then` steps of an event
+        # that failed while the page's answer is still pending. 2: end the chain unless a message was
+        # accepted, with a silent error (this step has no outputs to mark). 3: answer it, in the chat's
+        # concurrency group. Outputs of step 1: chat, box, pending, button.
 
         def on_enqueue(message: str, request: gr.Request):
             """Step 1 for Enter, and for the button saying Send."""
             if not message or not message.strip():
-                return gr.skip(), None
+                return gr.skip(), gr.skip(), None, gr.skip()
             chat = _chat(ctx, request)
             token = None if chat.running else waiting.add(request.session_hash, message)
             if token is None:  # answering, or a message already waits for its answer
                 gr.Warning("Still answering your last message: wait for it, or press Stop first.")
-                return gr.skip(), None
-            return "", {"message": message, "token": token}
+                return gr.skip(), gr.skip(), None, _send_stop(busy=True)
+            shown = _shown_turns(chat.turns, ctx.images) + sanitize_messages(
+                [{"role": "user", "content": message}, THINKING]
+            )
+            return shown, "", {"message": message, "token": token}, _send_stop(busy=True)
 
         def on_press(label: str, message: str, request: gr.Request):
             """Step 1 for the Send/Stop button; `label` is what it said when pressed (read by this one
-            listener, so the label of that moment). Send: as Enter. Stop: stop the answer, or call off the
-            message waiting in the queue; either way there is nothing to answer."""
+            listener, so the label of that moment). Send: as Enter. Stop: stop the answer (its last update
+            says Send), or call off the message waiting in the queue (taken off the chat at once); with
+            neither (the label missed an update) it just says Send again. Nothing to answer after a Stop."""
             if label != STOP:
                 return on_enqueue(message, request)
-            if not on_stop(request) and waiting.stop(request.session_hash):
-                log.info("a message waiting in the queue was called off")
-            return gr.skip(), None
+            if on_stop(request):
+                return gr.skip(), gr.skip(), None, gr.skip()
+            chat = _peek(ctx, request)
+            if waiting.stop(request.session_hash) and chat is not None:
+                log.info("chat %s: a message waiting in the queue was called off", chat.chat_id)
+                return _shown_turns(chat.turns, ctx.images), gr.skip(), None, _send_stop(busy=False)
+            return gr.skip(), gr.skip(), None, _send_stop(busy=False)
 
         def to_answer(pending) -> None:
-            """Step 3: the chain goes on only with an accepted message."""
+            """Step 2: the chain goes on only with an accepted message."""
             if not pending:
                 raise _halt()
-
-        def on_shown(label: str, request: gr.Request):
-            """Step 2: while answering, Stop (the answer's stream owns the chat); a waiting message shows
-            with "Thinking…" and Stop; else Send, with the chat redrawn if the button said Stop (a waiting
-            message called off, or a label that missed an update). An idle Send did nothing: no change."""
-            chat = _peek(ctx, request)
-            if chat is None:
-                return gr.skip(), _send_stop(busy=False)
-            if chat.running:
-                return gr.skip(), _send_stop(busy=True)
-            message = waiting.message(request.session_hash)
-            if message is not None:
-                shown = [{"role": "user", "content": message}, THINKING]
-                return _shown_turns(chat.turns, ctx.images) + sanitize_messages(shown), _send_stop(busy=True)
-            if label == STOP:
-                return _shown_turns(chat.turns, ctx.images), _send_stop(busy=False)
-            return gr.skip(), gr.skip()
 
         def on_submit(
             pending, temperature, top_p, max_new_tokens, max_rounds, execution_mode, request: gr.Request
         ):
-            """Step 4: answer the accepted message, unless Stop called it off while it waited."""
+            """Step 3: answer the accepted message, unless Stop called it off while it waited."""
             chat = _chat(ctx, request)
             session, token = request.session_hash, (pending or {}).get("token")
             if not token or not waiting.holds(session, token):
@@ -581,18 +573,16 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         # as outlines on the message box or the Files panel; every other event shows none (QUIET).
         answering: dict[str, Any] = {"show_progress": "minimal", "show_progress_on": [chatbot]}
         pending = gr.State(None)  # {"message", "token"}: accepted, between showing it and answering it
-        # Steps 1-3 are queued (toasts need the queue) but never wait (no concurrency limit). Steps 2-4 may
-        # run again while the page's previous answer is still pending (a called-off message's, queued):
-        # Gradio drops a step whose previous run is pending unless its trigger_mode is "multiple".
+        # Steps 1 and 2 are queued (toasts need the queue) but never wait (no concurrency limit). Steps 2
+        # and 3 may run again while the page's previous answer is still pending (a called-off message's,
+        # queued): Gradio drops a step whose previous run is pending unless its trigger_mode is "multiple".
         at_once: dict[str, Any] = {"concurrency_limit": None, **QUIET, **private}
+        step_one = [chatbot, prompt, pending, send_stop]
         for pressed in (
-            prompt.submit(on_enqueue, prompt, [prompt, pending], **at_once),
-            send_stop.click(on_press, [send_stop, prompt], [prompt, pending], **at_once),
+            prompt.submit(on_enqueue, prompt, step_one, **at_once),
+            send_stop.click(on_press, [send_stop, prompt], step_one, **at_once),
         ):
-            shown = pressed.success(
-                on_shown, send_stop, [chatbot, send_stop], trigger_mode="multiple", **at_once
-            )
-            accepted = shown.success(to_answer, pending, None, trigger_mode="multiple", **at_once)
+            accepted = pressed.success(to_answer, pending, None, trigger_mode="multiple", **at_once)
             chats_panel.follow(  # the list of past chats shows this chat once it is answered
                 accepted.success(
                     on_submit,
