@@ -13,8 +13,8 @@ package). What it does there:
 - silences ipykernel's echo of fd 1/2, makes the kernel lead its process group (so an interrupt reaches its
   subprocesses), and stops IPython 9 from keeping every cell's output in its history;
 - trims ipykernel's fixed costs per request that the host does not need (see `_autocoder_quick_replies`):
-  no 0.5 ms sleep before the reply, no "busy" status or execute_input echo, and a flush of a stream with
-  nothing written returns at once instead of a round trip through the IOPub thread.
+  no 0.5 ms sleep before the reply, no "busy" status or execute_input echo, and no round trip through the
+  IOPub thread for a flush of a stream with nothing written, or for ipykernel's flushes after the code ran.
 
 Rules for this file, because its source runs in the user's namespace on the sandbox's Python: every
 top-level name starts with `_autocoder_` (the host deletes them all afterwards), nothing runs at import
@@ -101,37 +101,56 @@ def _autocoder_output_cap(limit, tail_limit):
     return wrap, finish, reset
 
 
-def _autocoder_quick_flush(stream):
-    """A flush for ipykernel's OutStream `stream` that returns at once when nothing was written since the
-    last one, else the original flush (None when the stream is not one whose state it knows).
+def _autocoder_quick_flush(stream, in_cell):
+    """Make ipykernel's OutStream `stream` flush without waiting where it need not; False when the stream
+    is not one whose state it knows (left as it is). `in_cell[0]` is true while a cell's code runs.
 
     ipykernel flushes stdout and stderr twice per request (before the reply and before the idle status),
-    and each flush from the main thread is a round trip through the IOPub thread even with nothing to send:
-    about 0.1 ms each on a quiet machine, several times that on a loaded one. `write` always marks the
-    stream pending (`_flush_pending`, or `_subprocess_flush_pending` in a forked child) before it returns,
-    and the IOPub thread clears the mark when it sends, so an unmarked stream has nothing to send.
+    and each flush from the main thread is a round trip through the IOPub thread, which sends while the
+    main thread waits: about 0.1 ms each on a quiet machine, several times that on a loaded one.
+    - nothing written since the last flush: return at once. `write` always marks the stream pending
+      (`_flush_pending`, or `_subprocess_flush_pending` in a forked child) before it returns, and a flush
+      clears the mark, so an unmarked stream has nothing to send;
+    - outside a cell (ipykernel's own flushes after the code ran): take the buffered text and queue its
+      message for the IOPub thread right here (`_flush`), without waiting for the send. It is queued before
+      the idle status that ends the execution for the host, so it is sent before it; every `_flush` (the
+      IOPub thread's timed one too) holds one lock, so chunks are queued in the order they were written.
+    While a cell runs, and in a forked child, a flush waits as before (the code's `print(..., flush=True)`
+    is out before the code goes on, e.g. to crash).
     """
-    original = getattr(stream, "flush", None)
-    if original is None or not all(
-        hasattr(stream, name) for name in ("_flush_pending", "_subprocess_flush_pending", "pub_thread")
-    ):
-        return None
+    import threading
+
+    needed = ("flush", "_flush", "_flush_pending", "_subprocess_flush_pending", "_is_master_process")
+    if not all(hasattr(stream, name) for name in needed):
+        return False
+    original_flush, queue_buffered = stream.flush, stream._flush
+    lock = threading.Lock()
+
+    def locked_queue_buffered():
+        with lock:
+            return queue_buffered()
 
     def flush():
-        if stream._flush_pending or stream._subprocess_flush_pending:
-            return original()
-        return None
+        if not (stream._flush_pending or stream._subprocess_flush_pending):
+            return None
+        if in_cell[0] or stream._subprocess_flush_pending or not stream._is_master_process():
+            return original_flush()
+        return locked_queue_buffered()
 
-    return flush
+    # ipykernel looks `_flush` up when it schedules it (the timed flush, the original flush): the locked one.
+    stream._flush = locked_queue_buffered
+    stream.flush = flush
+    return True
 
 
-def _autocoder_quick_replies(kernel, streams):
+def _autocoder_quick_replies(kernel, streams, in_cell):
     """Remove ipykernel's fixed per-request work that the host does not use; each only where present.
 
     - `_execute_sleep` (0.5 ms before every execute_reply) is there so that output reaches a client before
       the reply. The host ends an execution at the idle status, which the kernel publishes after the output
       on the same socket, so order is kept without it.
-    - the flush of an empty stream: see `_autocoder_quick_flush`.
+    - the flush of an empty stream, and the wait for the send after the code ran: see
+      `_autocoder_quick_flush` (`in_cell[0]`: whether a cell's code runs).
     - the "busy" status and the execute_input echo of the code: the host reads neither (it ends at "idle",
       and it sent the code itself). Each is a message built and signed on the kernel's main thread, sent by
       the IOPub thread and woken up for on the host; on two busy cores that is a good part of a round trip.
@@ -139,9 +158,7 @@ def _autocoder_quick_replies(kernel, streams):
     if isinstance(getattr(kernel, "_execute_sleep", None), float):
         kernel._execute_sleep = 0.0
     for stream in streams:
-        flush = _autocoder_quick_flush(stream)
-        if flush is not None:
-            stream.flush = flush
+        _autocoder_quick_flush(stream, in_cell)
     publish_status = getattr(kernel, "_publish_status", None)
     if callable(publish_status) and callable(getattr(kernel, "_publish_execute_input", None)):
 
@@ -168,8 +185,10 @@ def _autocoder_setup(limit, tail_limit, shell):
 
     wrap, finish, reset = _autocoder_output_cap(limit, tail_limit)
     wrapped = []
+    in_cell = [False]  # between pre_run_cell and post_run_cell (see _autocoder_quick_flush)
 
     def start_cell(*args):
+        in_cell[0] = True
         # Wrap here, not at setup: IPython restores the streams' write when a cell ends.
         if not wrapped:
             wrapped.append(True)
@@ -197,6 +216,11 @@ def _autocoder_setup(limit, tail_limit, shell):
         # IPython 9 copies every write of every cell into history_manager.outputs and never frees it: a print
         # loop would fill the kernel's memory however little reaches the host. Nothing here reads it.
         shell._tee = lambda channel: contextlib.nullcontext()
-    _autocoder_quick_replies(getattr(shell, "kernel", None), (sys.stdout, sys.stderr))
+
+    def end_cell(*args):
+        finish()  # writes the kept tail: still the cell's output
+        in_cell[0] = False
+
+    _autocoder_quick_replies(getattr(shell, "kernel", None), (sys.stdout, sys.stderr), in_cell)
     shell.events.register("pre_run_cell", start_cell)
-    shell.events.register("post_run_cell", finish)
+    shell.events.register("post_run_cell", end_cell)

@@ -61,20 +61,21 @@ def test_output_streams_in_order_while_the_code_runs(local_session):
 
 
 def test_the_kernel_sends_only_what_the_host_reads_and_all_output_before_idle(local_session, monkeypatch):
-    # The prelude drops ipykernel's "busy" status and execute_input echo (kernel_prelude._autocoder_quick_replies)
-    # and its 0.5 ms sleep before the reply: output written without a flush, on both streams, still arrives
-    # before the idle status that ends the execution.
+    # The prelude drops ipykernel's "busy" status and execute_input echo (kernel_prelude._autocoder_quick_replies),
+    # its 0.5 ms sleep before the reply and the wait of its flushes after the code ran: output written
+    # without a flush, on both streams, still arrives before the idle status that ends the execution.
     kernel = local_session.kernel
     seen: list[str] = []
     handle = kernel._handle_iopub
 
     def record(run, message):
-        seen.append(message["msg_type"] + "/" + message["content"].get("execution_state", ""))
+        if message["parent_header"].get("msg_id") == run.msg_id:  # not a leftover of the kernel's start
+            seen.append(message["msg_type"] + "/" + message["content"].get("execution_state", ""))
         handle(run, message)
 
     monkeypatch.setattr(kernel, "_handle_iopub", record)
     code = "import sys\nfor i in range(3):\n    print(i)\n    sys.stderr.write(f'e{i}\\n')\n7"
-    for _ in range(3):
+    for _ in range(30):  # the order is not left to a race between the kernel's threads
         seen.clear()
         result = local_session.run(code)
         assert result.status == STATUS_OK, result

@@ -157,30 +157,49 @@ def test_the_sent_cell_sets_up_the_shell_and_leaves_the_namespace_clean(tmp_path
 
 
 class _Stream:
-    """The parts of ipykernel's OutStream that the quick flush reads."""
+    """The parts of ipykernel's OutStream that the quick flush reads and calls."""
 
-    def __init__(self):
+    def __init__(self, master: bool = True):
         self._flush_pending = False
         self._subprocess_flush_pending = False
-        self.pub_thread = object()
-        self.flushes = 0
+        self.master = master
+        self.waited = 0  # flushes that waited for the IOPub thread (the original flush)
+        self.queued = 0  # buffered text handed to the IOPub thread (`_flush`)
 
     def flush(self):
-        self.flushes += 1
+        self.waited += 1
+
+    def _flush(self):
+        self._flush_pending = False
+        self.queued += 1
+
+    def _is_master_process(self):
+        return self.master
 
 
-def test_the_quick_flush_skips_only_a_stream_with_nothing_written():
-    stream = _Stream()
-    flush = kernel_prelude._autocoder_quick_flush(stream)
-    flush()
-    assert stream.flushes == 0  # nothing written since the last flush: no round trip
+def test_the_quick_flush_skips_an_empty_stream_and_waits_only_inside_a_cell():
+    stream, in_cell = _Stream(), [True]
+    assert kernel_prelude._autocoder_quick_flush(stream, in_cell)
+    stream.flush()
+    assert (stream.waited, stream.queued) == (0, 0)  # nothing written: no round trip
     stream._flush_pending = True
-    flush()
-    stream._flush_pending, stream._subprocess_flush_pending = False, True
-    flush()
-    assert stream.flushes == 2
+    stream.flush()  # inside a cell: the original flush, which waits until the text is sent
+    assert (stream.waited, stream.queued) == (1, 0)
+    in_cell[0] = False
+    stream.flush()  # after the code ran: the text is queued for the IOPub thread, no wait
+    assert (stream.waited, stream.queued) == (1, 1) and not stream._flush_pending
+    stream._flush()  # what ipykernel schedules (its timed flush) goes through the same lock
+    assert stream.queued == 2
+    # A forked child's writes always take the original path.
+    stream._subprocess_flush_pending = True
+    stream.flush()
+    child = _Stream(master=False)
+    kernel_prelude._autocoder_quick_flush(child, in_cell)
+    child._flush_pending = True
+    child.flush()
+    assert (stream.waited, child.waited, child.queued) == (2, 1, 0)
     # A stream whose state it does not know (not ipykernel's OutStream) keeps its own flush.
-    assert kernel_prelude._autocoder_quick_flush(sys.__stdout__) is None
+    assert not kernel_prelude._autocoder_quick_flush(sys.__stdout__, in_cell)
 
 
 def test_quick_replies_drop_the_sleep_the_busy_status_and_the_input_echo_only():
@@ -196,7 +215,7 @@ def test_quick_replies_drop_the_sleep_the_busy_status_and_the_input_echo_only():
             published.append(("execute_input", code))
 
     kernel, stream = Kernel(), _Stream()
-    kernel_prelude._autocoder_quick_replies(kernel, [stream, sys.__stdout__])
+    kernel_prelude._autocoder_quick_replies(kernel, [stream, sys.__stdout__], [False])
     assert kernel._execute_sleep == 0.0
     kernel._publish_status("busy", "shell")
     kernel._publish_execute_input("print(1)", {}, 1)
@@ -204,6 +223,6 @@ def test_quick_replies_drop_the_sleep_the_busy_status_and_the_input_echo_only():
     kernel._publish_status("starting", "shell")
     assert published == [("status", "idle", "shell"), ("status", "starting", "shell")]
     stream.flush()
-    assert stream.flushes == 0
+    assert (stream.waited, stream.queued) == (0, 0)
     # Anything else (no kernel: the stand-in shell of the test above) is left alone.
-    kernel_prelude._autocoder_quick_replies(None, [])
+    kernel_prelude._autocoder_quick_replies(None, [], [False])
