@@ -203,23 +203,23 @@ def run_suite(backend, args: argparse.Namespace, numbers: list[int], report: Cal
     if args.max_new_tokens:
         settings.max_new_tokens = args.max_new_tokens
     outcomes = []
-    with Session(make_sandbox(app.sandbox, Limits())) as session:
-        session.start()
-        for i, n in enumerate(numbers):
-            if i:
-                # Each task as a new chat: a fresh kernel, so one task's variables (a `str = ...` that
-                # shadows the builtin) cannot break the next. Not counted in the task's time.
-                session.restart()
+    sandbox = make_sandbox(app.sandbox, Limits())
+    for n in numbers:
+        # Each task as a new chat: its own session and kernel, so one task's variables (a `str = ...` that
+        # shadows the builtin) cannot break the next. A new session rather than a restart: restarts have
+        # met a kernel that never answered (interpreter.kernel). Starting it is not counted in the task's time.
+        with Session(sandbox) as session:
+            session.start()
             outcome = run_task(n, TASKS[n - 1], run, session, settings)
-            outcomes.append(outcome)
-            mark = "pass" if outcome.passed else "FAIL"
-            report(
-                f"task {n:2d} {mark} {outcome.seconds:6.1f} s  {outcome.executions} exec  "
-                f"{outcome.reason:<12} {TASKS[n - 1].prompt[:60]}"
-            )
-            if getattr(args, "verbose", False):
-                for message in outcome.dialogue[1:]:
-                    report(f"    {message['role']}: {message['content'][:300]!r}")
+        outcomes.append(outcome)
+        mark = "pass" if outcome.passed else "FAIL"
+        report(
+            f"task {n:2d} {mark} {outcome.seconds:6.1f} s  {outcome.executions} exec  "
+            f"{outcome.reason:<12} {TASKS[n - 1].prompt[:60]}"
+        )
+        if getattr(args, "verbose", False):
+            for message in outcome.dialogue[1:]:
+                report(f"    {message['role']}: {message['content'][:300]!r}")
     return outcomes
 
 
