@@ -16,6 +16,10 @@ only, not the prompt: a reply should be free to quote the code and output it ans
 `max_new_tokens` as a cap on the caller's limit. Temperature and top-p always come
 from the caller's GenerationParams.
 
+`stream(..., reply_prefix=TEXT)` prefills the start of the reply (rendered with the template's
+continue_final_message) and streams TEXT first, as if generated: the stand-in's chat seeds its replies
+with the opening of an execution block this way (app.standin_prompt).
+
 Loading (dtype, quantization, device placement) lives in `llm.hf_loading`; this module only generates.
 """
 

@@ -1,8 +1,9 @@
 """The stand-in model: Gemma 3 270M from the PyPI package's GGUF file, cached as a normal HF folder.
 
-The first load reassembles the GGUF file from the package's chunks, loads it through transformers' GGUF
-support (which dequantizes it), and saves a plain model folder under the cache directory
-($AUTOCODER_CACHE, else ~/.cache/autocoder); later loads read that folder directly.
+The first load reassembles the GGUF file from the package's chunks, reads its config from the header
+(`gguf_config`, the fast path), loads tokenizer and weights through transformers' GGUF support (which
+dequantizes them), and saves a plain bfloat16 model folder under the cache directory ($AUTOCODER_CACHE,
+else ~/.cache/autocoder), logging each step's time; later loads read that folder directly.
 
 The packaged model is the base (pretrained) Gemma 3 270M, not the instruction-tuned one: its GGUF has no
 chat template, and the base model never learnt Gemma's <start_of_turn>/<end_of_turn> turns (given them it
