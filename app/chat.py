@@ -67,7 +67,8 @@ _END = object()
 # Batches of nothing but the model's text go out at most this often; any other event (an execution starting,
 # its output, a question, the end) goes at once. Every yield re-renders the chat in the browser, and a
 # browser that falls behind a fast token stream is still busy with old text when the output of the code
-# arrives, on the same few cores the code runs on (see benchmarks.execution_latency).
+# arrives, on the same few cores the code runs on (see benchmarks.execution_latency). The first text after
+# anything else (the start, an execution's result) goes at once: the reader sees the model start at once.
 TEXT_INTERVAL_S = 0.05
 # The events that may wait for TEXT_INTERVAL_S: the streamed text and the block being written.
 _TEXT_EVENTS = (TextDelta, BlockOpened, BlockUpdated)
@@ -366,8 +367,10 @@ class Chat:
         try:
             yield turn
             finished = False
+            streaming_text = False  # the last batch was text only: the next text may wait its turn
             while not finished:
-                batch = _next_batch(events, time.monotonic() + TEXT_INTERVAL_S)
+                batch = _next_batch(events, time.monotonic() + TEXT_INTERVAL_S if streaming_text else 0.0)
+                streaming_text = all(isinstance(event, _TEXT_EVENTS) for event in batch)
                 for event in batch:
                     if event is _END:
                         finished = True

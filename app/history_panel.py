@@ -42,7 +42,7 @@ def _caller(ctx: Any, request: gr.Request | None) -> Caller:
     try:
         return caller_of(request, ctx.auth_required)
     except AccessDenied as exc:
-        raise gr.Error(str(exc)) from None
+        raise gr.Error(str(exc), print_exception=False) from None
 
 
 def _bound_chat(ctx: Any, history: ChatHistory, request: gr.Request | None) -> Chat:
@@ -50,7 +50,7 @@ def _bound_chat(ctx: Any, history: ChatHistory, request: gr.Request | None) -> C
     try:
         chat = ctx.chats.get(caller.key, caller.user, caller.client)
     except AccessDenied as exc:
-        raise gr.Error(str(exc)) from None
+        raise gr.Error(str(exc), print_exception=False) from None
     return chat
 
 
@@ -114,7 +114,7 @@ def add_history_panel(ctx: Any, demo: gr.Blocks, chatbot: gr.Chatbot) -> ChatsPa
         try:
             chat, token, reopened = history.attach(caller, token)
         except (AccessDenied, BusyError) as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(str(exc), print_exception=False) from None
         return _shown(ctx, chat), _choices(history, chat), token
 
     def on_new_chat(request: gr.Request):
@@ -184,10 +184,15 @@ def add_history_panel(ctx: Any, demo: gr.Blocks, chatbot: gr.Chatbot) -> ChatsPa
         log.info("chat %s: re-ran %d block(s): %d ok", chat.chat_id, len(blocks), ok)
         yield _shown(ctx, chat)
 
-    demo.load(on_load, browser_id, [chatbot, past, browser_id], **private)
-    new_chat.click(on_new_chat, None, [chatbot, past], **private)
-    past.input(on_reopen, past, [chatbot, past], **private)
-    record_file.upload(on_record, [record_file, record_number], [chatbot, record_file, past], **private)
+    # No spinner, orange outline or red "Error" pill over the chat (user-level refusals are toasts); a
+    # re-run shows its progress in the chat's corner only, as an answer does.
+    quiet: dict[str, Any] = {"show_progress": "hidden"}
+    demo.load(on_load, browser_id, [chatbot, past, browser_id], **private, **quiet)
+    new_chat.click(on_new_chat, None, [chatbot, past], **private, **quiet)
+    past.input(on_reopen, past, [chatbot, past], **private, **quiet)
+    record_file.upload(
+        on_record, [record_file, record_number], [chatbot, record_file, past], **private, **quiet
+    )
 
     def on_refresh(request: gr.Request):
         caller = _caller(ctx, request)
@@ -198,7 +203,17 @@ def add_history_panel(ctx: Any, demo: gr.Blocks, chatbot: gr.Chatbot) -> ChatsPa
         return _choices(history, chat) if chat is not None else gr.skip()
 
     panel = ChatsPanel(on_refresh, past)
-    panel.follow(rerun.click(on_rerun, None, chatbot, **private, **chat_group))
+    panel.follow(
+        rerun.click(
+            on_rerun,
+            None,
+            chatbot,
+            show_progress="minimal",
+            show_progress_on=[chatbot],
+            **private,
+            **chat_group,
+        )
+    )
     return panel
 
 

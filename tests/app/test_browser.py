@@ -21,7 +21,7 @@ from tests.fixtures.tiny_models import SCENARIOS
 
 pytestmark = [pytest.mark.browser, pytest.mark.model, pytest.mark.slow, pytest.mark.local_sandbox]
 
-# Records the text of the chat after every DOM change, so the test can see tokens arrive one by one.
+# Records the text of the chat after every DOM change, so the test can see the answer arrive in steps.
 RECORD_CHAT_TEXT = """
 window.__chatTexts = [];
 const chat = document.querySelector('#chatbot');
@@ -88,8 +88,11 @@ def test_chat_streams_runs_code_plots_and_stops(start_app, page):
     screenshot(page, "01-print-answered")
     snapshots = page.evaluate("window.__chatTexts")
     said = intro("print")
-    partial = [s for s in snapshots if s.strip() and said not in s and s.strip() in said]
-    assert partial, f"no partial reply seen while streaming: {snapshots[:20]}"
+    # Streamed: the model's words were on screen before its code had run. (Token by token is not visible
+    # here: the tiny model writes its whole intro within one of the chat's 50 ms text batches; the batching
+    # itself is tested in tests/app/test_chat_streaming.py.)
+    ahead = [s for s in snapshots if said in s and "42" not in s]
+    assert ahead, f"the reply was not shown before its execution's output: {snapshots[:20]}"
     assert "API_RUN" not in chat_text(page) and "```" not in chat_text(page)
     execution = page.locator("#chatbot .thought", has_text="Ran python").first
     page.wait_for_function(

@@ -60,6 +60,41 @@ def test_any_other_event_ends_the_wait_at_once():
     assert time.monotonic() - started < 20.0
 
 
+def test_the_first_text_of_an_answer_goes_to_the_page_at_once(monkeypatch):
+    # The model's first words are not held back for TEXT_INTERVAL_S (the reader sees it start at once);
+    # the text after them is batched. Checked on the deadline each batch is given (a timing check would be
+    # noise on a shared machine). Without a kernel: the runner only streams text.
+    import app.chat as chat_module
+    from interpreter.loop import Done
+
+    deadlines = []
+
+    def recording(events, text_until=0.0):
+        deadlines.append(text_until)
+        return chat_module._next_batch.__wrapped__(events, text_until)
+
+    recording.__wrapped__ = _next_batch
+    monkeypatch.setattr(chat_module, "_next_batch", recording)
+    seen = {"first": threading.Event(), "first second": threading.Event()}
+
+    def runner(dialogue, kernel, settings, cancel, approve):
+        yield TextDelta("first")
+        seen["first"].wait(10)  # the next text comes once the first is on the page
+        yield TextDelta(" second")
+        seen["first second"].wait(10)
+        yield Done([*dialogue, {"role": "assistant", "content": "first second"}], "end_of_turn")
+
+    chat = Chat("k", lambda: None)
+    shown = []
+    for turn in chat.run("go", Settings(), runner):
+        shown.append(turn.raw_text())
+        if shown[-1] in seen:
+            seen[shown[-1]].set()
+    assert shown[:3] == ["", "first", "first second"], shown
+    assert deadlines[0] == 0.0, "the first text waited for more"
+    assert deadlines[1] > 0.0, "text after text was not batched"
+
+
 def test_without_a_deadline_a_batch_is_what_already_arrived():
     events: queue.Queue = queue.Queue()
     events.put(TextDelta("a"))

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.app.conftest import AppProcess, screenshot
+from tests.app.scripted_app import wait_idle
 from tests.app.scripted_model import FINAL, scripted_reply
 from tests.conftest import require
 from tests.fixtures.openai_server import ScriptedOpenAIServer
@@ -87,6 +88,7 @@ def ran(page, count: int) -> None:
 
 
 def send(page, text: str) -> None:
+    wait_idle(page)  # the last answer is over on the server too (else this message is refused as busy)
     page.fill("#prompt textarea", text)
     page.keyboard.press("Enter")
 
@@ -122,6 +124,7 @@ def test_a_reload_keeps_the_chat_and_its_kernel_and_past_chats_reopen(app, page)
     assert len(kernels(app)) == 1, "the reload must find the same kernel, not start another"
 
     # New chat: empty, and the old one is listed (title from its first message, time, count).
+    wait_idle(page)
     page.click("#new-chat")
     page.wait_for_function("() => !document.querySelector('#chatbot').innerText.includes('x = 5')")
     listed = page.locator("#history-list label", has_text="run: x = 5")
@@ -142,6 +145,7 @@ def test_a_reload_keeps_the_chat_and_its_kernel_and_past_chats_reopen(app, page)
     send(page, "run: print(x)")
     wait_text(page, "NameError")  # the state is gone, as the note said
     # Re-run replays the recorded blocks in order (x = 5, then print(x * 2)) into the fresh kernel.
+    wait_idle(page)
     page.click("#rerun-code")
     wait_text(page, "Re-run the code (2 block(s)")
     wait_log(app, "re-ran 2 block(s): 2 ok")
@@ -153,6 +157,7 @@ def test_a_reload_keeps_the_chat_and_its_kernel_and_past_chats_reopen(app, page)
     assert page.external_requests == []
 
     # Clear starts over; the cleared chat stays listed, no longer marked as shown, and reopens.
+    wait_idle(page)
     page.click("#clear")
     page.wait_for_function("() => !document.querySelector('#chatbot').innerText.includes('x = 5')")
     page.wait_for_function("() => !document.querySelector('#history-list input:checked')")

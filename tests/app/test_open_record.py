@@ -16,6 +16,7 @@ from interpreter.dialogue import Dialogue, execution_message
 from interpreter.protocol import block_text
 from interpreter.results import ExecutionError, ExecutionResult, RunRecord
 from tests.app.conftest import AppProcess, screenshot
+from tests.app.scripted_app import wait_idle
 from tests.app.scripted_model import FINAL, scripted_reply
 from tests.conftest import require
 from tests.fixtures.openai_server import ScriptedOpenAIServer
@@ -72,6 +73,7 @@ def wait_log(app, text: str, timeout_s: float = 90.0) -> None:
 
 
 def send(page, text: str) -> None:
+    wait_idle(page)  # the last answer is over on the server too (else this message is refused as busy)
     page.fill("#prompt textarea", text)
     page.keyboard.press("Enter")
 
@@ -139,6 +141,7 @@ def test_an_exported_chat_opens_reruns_and_continues(app, page, browser, tmp_pat
     send(page, "run: y = 7; print(y)")
     wait_text(page, FINAL)
     page.click("#export")  # open the accordion
+    wait_idle(page)
     page.click("#export-jsonl")
     link = page.locator("#export-file a").first
     link.wait_for(timeout=30_000)
@@ -158,6 +161,7 @@ def test_an_exported_chat_opens_reruns_and_continues(app, page, browser, tmp_pat
         output_of(other, "print(y)", "7")
         wait_text(other, "fresh one")
         screenshot(other, "open-record-01-exported-chat")
+        wait_idle(other)
         other.click("#rerun-code")
         wait_log(app, "re-ran 1 block(s): 1 ok")
         send(other, "run: print(y * 6)")
@@ -179,6 +183,7 @@ def test_a_pipeline_item_opens_by_number_and_a_bad_file_is_one_toast(app, page, 
     wait_text(page, "NameError")  # the failing first attempt, as recorded
     wait_text(page, "record 2 of 2")
     screenshot(page, "open-record-03-pipeline-item")
+    wait_idle(page)
     page.click("#rerun-code")
     wait_log(app, "re-ran 2 block(s): 1 ok")  # the recorded typo fails again, the fix defines total
     send(page, "run: print(total + 1)")
