@@ -55,6 +55,36 @@ def wait_idle(page, timeout_ms: int = 60_000) -> None:
     )
 
 
+def chat_text(page) -> str:
+    return page.inner_text("#chatbot")
+
+
+def wait_text(page, text: str, timeout_ms: int = 60_000) -> None:
+    page.wait_for_function(
+        "t => document.querySelector('#chatbot').innerText.includes(t)", arg=text, timeout=timeout_ms
+    )
+
+
+def wait_log(app, text: str, timeout_s: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while text not in app.log():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} not in the app's log:\n{app.log()[-2000:]}")
+        time.sleep(0.1)
+
+
+def open_chat(page, url: str) -> None:
+    page.goto(url)
+    page.wait_for_selector("#prompt textarea", timeout=60_000)
+
+
+def send(page, text: str) -> None:
+    """Send `text` once the last answer is over (a message sent before that is refused as busy)."""
+    wait_idle(page)
+    page.fill("#prompt textarea", text)
+    page.keyboard.press("Enter")
+
+
 def titles(page, text: str):
     """Titled messages (executions, earlier answers) whose title holds `text`. Not `.thought`: Gradio gives
     that class only to a message after the first of its bubble."""

@@ -13,11 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.conftest import AppProcess, screenshot
-from tests.app.scripted_app import wait_idle
-from tests.app.scripted_model import FINAL, scripted_reply
-from tests.conftest import require
-from tests.fixtures.openai_server import ScriptedOpenAIServer
+from tests.app.conftest import screenshot
+from tests.app.scripted_app import chat_text, open_chat, scripted_app, send, wait_idle, wait_log, wait_text
+from tests.app.scripted_model import FINAL
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.local_sandbox]
 
@@ -25,44 +23,12 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.local_sandbox]
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     """`python -m app` on the scripted server, kernels in the local sandbox, history in a folder of its own."""
-    from interpreter.sandboxes.base import SandboxUnavailable
-    from interpreter.sandboxes.select import make_sandbox
-
-    try:
-        make_sandbox("local")
-    except SandboxUnavailable as exc:
-        require(False, f"local sandbox unavailable: {exc}")
-    server = ScriptedOpenAIServer().start()
-    server.reply_for = scripted_reply
     folder = tmp_path_factory.mktemp("history-app")
     history = folder / "chats"
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("OPENAI_API_KEY", server.api_key)  # never in argv
-        process = AppProcess(
-            [
-                *("--backend", "openai", "--base-url", server.base_url, "--model", server.models[0]),
-                *("--execution-mode", "auto", "--sandbox", "local", "--warm-kernels", "0"),
-                *("--history-dir", str(history)),
-            ],
-            folder,
-            startup_s=300,
-        )
-    process.history = history
-    try:
+    flags = ("--execution-mode", "auto", "--warm-kernels", "0", "--history-dir", str(history))
+    with scripted_app(folder, *flags) as (process, _server):
+        process.history = history
         yield process
-    finally:
-        process.stop()
-        server.stop()
-
-
-def chat_text(page) -> str:
-    return page.inner_text("#chatbot")
-
-
-def wait_text(page, text: str, timeout_ms: int = 60_000) -> None:
-    page.wait_for_function(
-        "t => document.querySelector('#chatbot').innerText.includes(t)", arg=text, timeout=timeout_ms
-    )
 
 
 def wait_count(page, selector: str, text: str, count: int, timeout_s: float = 60.0) -> None:
@@ -75,27 +41,8 @@ def wait_count(page, selector: str, text: str, count: int, timeout_s: float = 60
         time.sleep(0.05)
 
 
-def wait_log(app, text: str, timeout_s: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while text not in app.log():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{text!r} not in the app's log:\n{app.log()[-2000:]}")
-        time.sleep(0.1)
-
-
 def ran(page, count: int) -> None:
     wait_count(page, "#chatbot .thought .title", "Ran python", count)
-
-
-def send(page, text: str) -> None:
-    wait_idle(page)  # the last answer is over on the server too (else this message is refused as busy)
-    page.fill("#prompt textarea", text)
-    page.keyboard.press("Enter")
-
-
-def open_chat(page, url: str) -> None:
-    page.goto(url)
-    page.wait_for_selector("#prompt textarea", timeout=60_000)
 
 
 def kernels(app) -> list[Path]:

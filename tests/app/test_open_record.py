@@ -8,79 +8,27 @@ runs in the local sandbox. One app for the module. Screenshots go to artifacts/s
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
 from interpreter.dialogue import Dialogue, execution_message
 from interpreter.protocol import block_text
 from interpreter.results import ExecutionError, ExecutionResult, RunRecord
-from tests.app.conftest import AppProcess, screenshot
-from tests.app.scripted_app import wait_idle
-from tests.app.scripted_model import FINAL, scripted_reply
-from tests.conftest import require
-from tests.fixtures.openai_server import ScriptedOpenAIServer
+from tests.app.conftest import screenshot
+from tests.app.scripted_app import chat_text, open_chat, scripted_app, send, wait_idle, wait_log, wait_text
+from tests.app.scripted_model import FINAL
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.local_sandbox]
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    from interpreter.sandboxes.base import SandboxUnavailable
-    from interpreter.sandboxes.select import make_sandbox
-
-    try:
-        make_sandbox("local")
-    except SandboxUnavailable as exc:
-        require(False, f"local sandbox unavailable: {exc}")
-    server = ScriptedOpenAIServer().start()
-    server.reply_for = scripted_reply
+    """`python -m app` on the scripted server, kernels in the local sandbox, history in a folder of its own."""
     folder = tmp_path_factory.mktemp("open-record-app")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("OPENAI_API_KEY", server.api_key)  # never in argv
-        process = AppProcess(
-            [
-                *("--backend", "openai", "--base-url", server.base_url, "--model", server.models[0]),
-                *("--execution-mode", "auto", "--sandbox", "local", "--warm-kernels", "0"),
-                *("--history-dir", str(folder / "chats")),
-            ],
-            folder,
-            startup_s=300,
-        )
-    try:
+    history = folder / "chats"
+    flags = ("--execution-mode", "auto", "--warm-kernels", "0", "--history-dir", str(history))
+    with scripted_app(folder, *flags) as (process, _server):
         yield process
-    finally:
-        process.stop()
-        server.stop()
-
-
-def chat_text(page) -> str:
-    return page.inner_text("#chatbot")
-
-
-def wait_text(page, text: str, timeout_ms: int = 60_000) -> None:
-    page.wait_for_function(
-        "t => document.querySelector('#chatbot').innerText.includes(t)", arg=text, timeout=timeout_ms
-    )
-
-
-def wait_log(app, text: str, timeout_s: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while text not in app.log():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{text!r} not in the app's log:\n{app.log()[-2000:]}")
-        time.sleep(0.1)
-
-
-def send(page, text: str) -> None:
-    wait_idle(page)  # the last answer is over on the server too (else this message is refused as busy)
-    page.fill("#prompt textarea", text)
-    page.keyboard.press("Enter")
-
-
-def open_chat(page, url: str) -> None:
-    page.goto(url)
-    page.wait_for_selector("#prompt textarea", timeout=60_000)
 
 
 def open_record(page, path, number: int = 1) -> None:
