@@ -49,7 +49,7 @@ STORAGE_KEY = "autocoder-chat"  # the browser's localStorage key
 DEFAULT_MAX_CHATS = 50
 KEY_FILE = ".browser-key"  # the HMAC key (0600), so ids stay valid across restarts
 RECORD_SUFFIX = ".jsonl"
-_CHAT_ID = re.compile(r"^[0-9a-f]{8,32}$")  # ids this module makes (uuid hex); names files, so checked
+_CHAT_ID = re.compile(r"[0-9a-f]{8,32}")  # ids this module makes (uuid hex); names files, so checked
 _TITLE_CHARS = 60
 SUMMARY_CACHE_SIZE = 10_000  # list entries remembered across all browsers (then forgotten at once)
 
@@ -187,7 +187,7 @@ class ChatStore:
         return self.root / (f"user-{_digest('user', user)}" if user else "anonymous") / _digest(browser)
 
     def _path(self, user: str | None, browser: str, chat_id: str) -> Path:
-        if not _CHAT_ID.match(chat_id):
+        if not _CHAT_ID.fullmatch(chat_id):
             raise DialogueError(f"not a chat id: {chat_id!r}")
         return self.folder(user, browser) / f"{chat_id}{RECORD_SUFFIX}"
 
@@ -219,7 +219,7 @@ class ChatStore:
         files = []
         for path in folder.iterdir():
             name = path.name
-            ours = name.endswith(RECORD_SUFFIX) and _CHAT_ID.match(name[: -len(RECORD_SUFFIX)])
+            ours = name.endswith(RECORD_SUFFIX) and _CHAT_ID.fullmatch(name[: -len(RECORD_SUFFIX)])
             if ours and path.is_file() and not path.is_symlink():
                 files.append(path)
         return sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)

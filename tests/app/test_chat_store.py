@@ -92,6 +92,8 @@ def test_store_skips_malformed_files_and_names_the_problem_in_one_line(tmp_path,
         store.load(None, "c" * 32, "bbbbbbbbbbbb")
     with pytest.raises(DialogueError, match="not a chat id"):
         store.load(None, "c" * 32, "../../escape")
+    with pytest.raises(DialogueError, match="not a chat id"):  # `$` alone would let a newline through
+        store.load(None, "c" * 32, "aaaaaaaaaaaa\n")
     with pytest.raises(DialogueError, match="messages must be a list"):
         store.save(None, "c" * 32, {"id": "eeeeeeeeeeee", "messages": "invalid"})
     assert not (folder / "eeeeeeeeeeee.jsonl").exists()
