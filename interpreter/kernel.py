@@ -100,29 +100,22 @@ PRELUDE_PATH = Path(__file__).with_name("kernel_prelude.py")
 
 
 @functools.cache
-def _prelude_source() -> tuple[str, tuple[str, ...]]:
-    """The prelude's code without its module docstring, and its top-level names (read once per process)."""
+def _prelude_source() -> str:
+    """The prelude's code without its module docstring (read once per process)."""
     source = PRELUDE_PATH.read_text(encoding="utf-8")
     body = ast.parse(source).body
     if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
         # The docstring is for readers of the file; sent, it would become the user's `__doc__`.
         source = "\n".join(source.splitlines()[body[0].end_lineno :]) + "\n"
-        body = body[1:]
-    names = tuple(node.name for node in body if isinstance(node, ast.FunctionDef | ast.ClassDef)) + tuple(
-        target.id
-        for node in body
-        if isinstance(node, ast.Assign)
-        for target in node.targets
-        if isinstance(target, ast.Name)
-    )
-    return source, names
+    return source
 
 
 def prelude_code(limit: int, tail_limit: int) -> str:
-    """The kernel-side setup as one cell: define, run with the caps, then delete every name it defined
-    (it runs in the user's namespace)."""
-    source, names = _prelude_source()
-    return f"{source}\n_autocoder_setup({limit}, {tail_limit}, get_ipython())\ndel {', '.join(names)}\n"
+    """The kernel-side setup as one cell. The prelude runs in a namespace of its own, not the user's: its
+    functions (the output cap wraps every write) look names up in their globals, so in the user's namespace
+    a cell's `str = ...` or `isinstance = ...` would break every later print."""
+    source = _prelude_source() + f"\n_autocoder_setup({limit}, {tail_limit}, get_ipython())\n"
+    return f'exec({source!r}, {{"__name__": "autocoder_prelude", "get_ipython": get_ipython}})\n'
 
 
 class KernelStartError(RuntimeError):

@@ -1,8 +1,9 @@
 """Kernel-side start-up code: runs INSIDE the sandboxed kernel, once, right after it starts.
 
 `interpreter.kernel` reads this file's source and sends it to the kernel as one silent execute_request:
-the code after this docstring, then a call, `_autocoder_setup(LIMIT, TAIL_LIMIT, get_ipython())`, and a
-`del` of every top-level name (see `interpreter.kernel.prelude_code`). It travels as source, never imported
+the code after this docstring, then a call, `_autocoder_setup(LIMIT, TAIL_LIMIT, get_ipython())`, run by
+`exec` in a namespace of its own, never the user's (see `interpreter.kernel.prelude_code`: a user's
+`str = ...` must not reach the functions that wrap every write). It travels as source, never imported
 there, because the kernel runs on the sandbox's own Python (the docker sandbox image has no copy of this
 package). What it does there:
 - puts the working folder and PYTHONPATH (/pkgs) on sys.path, after the standard library (the kernel starts
@@ -16,8 +17,8 @@ package). What it does there:
   no 0.5 ms sleep before the reply, no "busy" status or execute_input echo, and no round trip through the
   IOPub thread for a flush of a stream with nothing written, or for ipykernel's flushes after the code ran.
 
-Rules for this file, because its source runs in the user's namespace on the sandbox's Python: every
-top-level name starts with `_autocoder_` (the host deletes them all afterwards), nothing runs at import
+Rules for this file, because its source runs in the user's kernel on the sandbox's Python: every
+top-level name starts with `_autocoder_` (they never meet the user's names), nothing runs at import
 (the host's tests import it to test the pure parts), only the standard library is imported, inside the
 functions, and the syntax stays within the sandbox image's Python (3.11).
 
