@@ -4,7 +4,9 @@ Two modes:
 - chat (default): /v1/chat/completions with the messages; the server applies the chat template.
 - completions (`completions=True`): /v1/completions with a prompt rendered here by the chat template of a
   tokenizer the user names (`tokenizer=`, a folder or hub id), for servers whose chat endpoint would
-  strip special tokens such as <API_RUN_STOP>.
+  strip special tokens such as <API_RUN_STOP>. A completions server may write the tokenizer's end-of-turn
+  (eos) token as text (llama.cpp with --special, or a GGUF whose eos differs from the template's
+  turn end); that text ends the reply here, as the token itself would, and is not part of it.
 
 Stop strings are matched here, on the streamed text, and the stream is closed as soon as one appears
 (closing the connection makes vLLM and llama.cpp abort the request). They are not sent to the server by
@@ -110,6 +112,43 @@ class _Progress:
 
     def __init__(self) -> None:
         self.received = ""  # text taken from the server (and fed to the stop matcher)
+
+
+class _EndText:
+    """Ends the reply at an end-of-turn text (completions mode), holding back what may be its beginning.
+
+    The end text itself is never emitted; text after it is dropped (the turn is over). A held-back tail
+    that turns out not to be the end text is emitted by `flush` when the reply ends another way.
+    """
+
+    def __init__(self, end: str | None):
+        self.end = end or ""
+        self.held = ""
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        """(text to emit, ended)."""
+        if not self.end:
+            return text, False
+        window = self.held + text
+        at = window.find(self.end)
+        if at >= 0:
+            self.held = ""
+            return window[:at], True
+        # Keep the longest tail that could still grow into the end text.
+        keep = next(
+            (
+                n
+                for n in range(min(len(self.end) - 1, len(window)), 0, -1)
+                if self.end.startswith(window[-n:])
+            ),
+            0,
+        )
+        self.held = window[len(window) - keep :]
+        return window[: len(window) - keep], False
+
+    def flush(self) -> str:
+        held, self.held = self.held, ""
+        return held
 
 
 def _first_line(text: str) -> str:
@@ -290,6 +329,8 @@ class OpenAIBackend(Backend):
         stats.stop_reason = ""
         stats.retries = 0
         matcher = StopMatcher(params.stop)
+        # Only completions mode sees the raw text after the template; a chat endpoint ends turns itself.
+        end_text = _EndText(self.tokenizer.eos_token if self.tokenizer is not None else None)
         progress = _Progress()
         retries = 0
         while True:
@@ -297,7 +338,7 @@ class OpenAIBackend(Backend):
                 stats.stop_reason = "cancelled"
                 return
             try:
-                yield from self._attempt(messages, params, cancel, stats, matcher, progress)
+                yield from self._attempt(messages, params, cancel, stats, matcher, end_text, progress)
                 return
             except _Retryable as failure:
                 if cancel is not None and cancel.is_set():
@@ -329,6 +370,7 @@ class OpenAIBackend(Backend):
         cancel: threading.Event | None,
         stats: StreamStats,
         matcher: StopMatcher,
+        end_text: _EndText,
         progress: _Progress,
     ) -> Iterator[str]:
         """One request. Raises `_Retryable` for a transient failure; returns when the reply is complete."""
@@ -376,8 +418,14 @@ class OpenAIBackend(Backend):
                     progress.received += delta
                     stats.generated_tokens += 1
                     text, stopped = matcher.feed(delta)
+                    text, ended_turn = end_text.feed(text)
+                    if stopped and not ended_turn:
+                        text += end_text.flush()  # the stop string ends the text: nothing held is the end
                     if text:
                         yield text
+                    if ended_turn:
+                        stats.stop_reason = "end_of_turn"
+                        return
                     if stopped:
                         stats.stop_reason = "stop"
                         return
@@ -413,6 +461,9 @@ class OpenAIBackend(Backend):
                 f"the connection to {self.base_url} dropped mid-reply and the retried reply is shorter than "
                 "what was already streamed; ask again"
             )
+        held = end_text.flush()  # the reply ended: a held-back tail was text after all
+        if held:
+            yield held
 
     def _open(self, messages: list[dict], params: GenerationParams, cancel: threading.Event | None):
         """The streaming response, or None when `cancel` is set before the server answers.
