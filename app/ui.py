@@ -291,8 +291,9 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                     show_label=False,  # Gradio's floating label covered the first message
                     buttons=["copy", "copy_all"],
                     feedback_options=None,
-                    placeholder="Ask for something that needs code, e.g. *plot the squares of 1 to 10 as a bar "
-                    "chart and save it as bars.png* or *reverse the string 'hello world'*.",
+                    # Two tasks of benchmarks.chat_tasks, worded as there, that the GPU-less stand-in does.
+                    placeholder="Ask for something that needs code, e.g. *Plot the squares of 1 to 10 as a bar "
+                    "chart and save it as bars.png.* or *What is 2 to the power of 20?*",
                 )
                 # Right under the chat, next to the code it asks about (app.page_style scrolls it into view).
                 with gr.Group(visible=False, elem_id="approval") as approval_box:

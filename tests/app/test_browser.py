@@ -309,3 +309,13 @@ def test_stand_in_model_is_announced(start_app, page):
     assert "stand-in" in notice and "--model" in notice
     assert app.log().count("small stand-in model") == 1, app.log()  # the notice once, not per load step
     screenshot(page, "14-stand-in-notice")
+    # Issue 11, problem 1: the page's own example is one the stand-in does, by running code (it used to
+    # answer without code, or echo the question back).
+    example = "What is 2 to the power of 20?"
+    assert example in page.inner_text("#chatbot"), "the example is no longer on the page"
+    send(page, example)
+    # The execution is the first message of its bubble: Gradio gives it .thought-group, not .thought.
+    wait_count(page.locator("#chatbot .thought-group > .title", has_text="Ran python"), 1, timeout_s=240)
+    execution = page.locator("#chatbot .thought-group", has_text="Ran python").first
+    page.wait_for_function("el => el.innerText.includes('1048576')", arg=execution.element_handle())
+    screenshot(page, "15-stand-in-runs-the-example")
