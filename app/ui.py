@@ -525,9 +525,8 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             try:
                 workdir = chat.workdir()
                 for path in _uploaded_paths(paths):
-                    size = os.path.getsize(
-                        path
-                    )  # of the host's copy: the workdir's is the sandbox's to change
+                    # The size of the host's copy: the workdir's is the sandbox's to change.
+                    size = os.path.getsize(path)
                     target = upload_into(workdir, path)
                     uploaded.append(describe(target.name, size))
                     log.info("chat %s: uploaded %s", chat.chat_id, target.name)
