@@ -637,7 +637,7 @@ class _Loop:
         params = _params_with_stop(cfg.generation, [RUN_STOP] if cfg.sh_ends_turn else [])
         turn.blocks = _BlockEvents(cfg.detects_bare_python, cfg.bare_sh)
         detector = turn.blocks.detector
-        gen_cancel = threading.Event()
+        gen_cancel = Cancel()  # calls back: a backend may subscribe instead of watching it
         with self._lock:
             self._generation = gen_cancel
         if self.cancel.is_set():

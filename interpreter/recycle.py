@@ -43,14 +43,17 @@ kernel), or hide state in C-level structures or objects the reset does not compa
 and the host's safety are unchanged by reuse (same jail, same limits); what reuse can cost is the
 independence of jobs' results. `reuse=0` gives every job a fresh kernel (strict isolation, slower).
 
-Starting kernels: with reuse at most `max_starting` at once (default: twice the CPUs; a start also waits on
-the jail, the session's filesystem and the sockets), so a burst of jobs does not boot more kernels in
-parallel than the machine can (without reuse each job starts its own, as interpreter.pool does); with
-reuse a waiting job first gives a kernel in use or being reset `start_after_s` (0.3 s) to come back before
-it starts a new one (most jobs hold a kernel for a fraction of a second, and a start costs far more CPU
-than the wait), and takes whichever comes first. `warm` kernels are started in the background
-from the beginning (with reuse: until that many exist in all; without: kept ready, one per job). Resets run
-in a background thread per release, so the releasing job's thread moves on at once.
+Starting kernels: jobs are served in the order they asked, each by the first kernel that is ready, a
+reset one or a new one. A job that has waited `start_after_s` (0.3 s; at once without reuse) asks for one
+kernel to be started in the background and still takes whichever is ready first: most jobs hold a kernel
+for a fraction of a second, while a start takes seconds on a busy machine, so a job bound to its own start
+waited for it while reset kernels came back unused. A start that finishes after its job was served joins
+the ready kernels for the next one. With reuse at most `max_starting` kernels start at once (default: twice
+the CPUs; a start also waits on the jail, the session's filesystem and the sockets), so a burst of jobs
+does not boot more kernels in parallel than the machine can (without reuse every job needs a start of its
+own, as in interpreter.pool). `warm` kernels are started in the background from the beginning (with
+reuse: until that many exist in all; without: kept ready, one per job). Resets run in a background thread
+per release, so the releasing job's thread moves on at once.
 
 What it deliberately does not do: decide which results retire a session (the caller's `retire` argument;
 `retire_reason` below is the rule the data pipeline applies), cap sessions (interpreter.session does), or
@@ -75,7 +78,7 @@ from interpreter.session import Session
 DEFAULT_KERNEL_REUSE = 20  # jobs per kernel in the data pipeline (see data_pipeline/README.md)
 RESET_TIMEOUT_S = 15.0  # a reset that takes longer is taken as failed: the kernel is retired
 SNAPSHOT_TIMEOUT_S = 15.0
-# With reuse, a job waits this long for a kernel in use or being reset before it starts a new one.
+# With reuse, a job waits this long for a kernel in use or being reset before it asks for a new one.
 START_AFTER_S = 0.3
 # The reset's report line on stdout: marker + JSON. \x1e never appears in ordinary output.
 REPORT_MARKER = "\x1eautocoder-reset:"
@@ -188,6 +191,9 @@ def _autocoder_snapshot(shell, folders):
         "tasks": set(os.listdir("/proc/self/task")),
         "pids": {entry for entry in os.listdir("/proc") if entry.isdigit()},
         "gc": None,
+        # This cell's count: the reset cell takes it over, so the next job's cells are numbered (In[n], and
+        # "Cell In[n]" in its tracebacks) as on a fresh kernel, whichever kernel the scheduling gave it.
+        "execution_count": shell.execution_count,
     }
     import gc
 
@@ -254,7 +260,7 @@ def _autocoder_reset(shell):
     if history is not None:  # without a new session, reset keeps the inputs: In, _ih, _i1 ...
         history.input_hist_parsed[:] = [""]
         history.input_hist_raw[:] = [""]
-    shell.execution_count = 0  # this cell's end makes it 1: the next job's first cell is In[1], as when fresh
+    shell.execution_count = state["execution_count"]  # as the snapshot cell's: the same numbers follow
 
     # Builtins.
     current = vars(builtins)
@@ -499,6 +505,10 @@ class RecyclingPool:
         self._warm_starting = 0  # of those, the ones starting now (also counted in _starting)
         self._busy = 0  # handed out, not released yet
         self._resetting = 0
+        self._queue: deque[object] = deque()  # jobs waiting in acquire, in the order they asked
+        self._asked: set[object] = set()  # waiting jobs whose own start is on its way
+        self._adopted: set[object] = set()  # starts whose job was served first: counted as warm kernels
+        self._failed: dict[object, BaseException] = {}  # a waiting job's start failed: it raises this
         # Starting a kernel waits on the jail, mkfs and sockets as well as the CPU: twice the CPUs at once.
         # Without reuse every job needs a start of its own: each starts its kernel itself, as the app's pool.
         default_starting = 2 * (os.cpu_count() or 1) if reuse else 1_000_000
@@ -515,26 +525,42 @@ class RecyclingPool:
 
     # -- starting ---------------------------------------------------------------------------------------
 
-    def _warm_one(self) -> None:
-        with self._changed:
-            self._changed.wait_for(lambda: self._closed or self._starting < self._max_starting)
-            if self._closed:
-                self._warming -= 1
-                self._changed.notify_all()
-                return
-            self._starting += 1
-            self._warm_starting += 1
+    def _start_in_background(self, ticket: object | None = None) -> None:
+        """Start one kernel in a thread of its own; when it is up it joins the ready ones, for whichever job
+        is first in line. `ticket`: the waiting job that asked for it (None: a warm kernel), which gets the
+        error if the start fails, as if it had started the kernel itself. Called under the lock, with
+        `_starting` (and for a warm kernel `_warming`) already counted."""
+        threading.Thread(
+            target=self._run_start, args=(ticket,), name="recycling-pool-start", daemon=True
+        ).start()
+
+    def _run_start(self, ticket: object | None) -> None:
+        if ticket is None:  # a warm kernel waits for a start slot; a job's request was given one
+            with self._changed:
+                self._changed.wait_for(lambda: self._closed or self._starting < self._max_starting)
+                if self._closed:
+                    self._warming -= 1
+                    self._changed.notify_all()
+                    return
+                self._starting += 1
+                self._warm_starting += 1
         session = None
         try:
             session = self._start()
-        except Exception as exc:  # noqa: BLE001 - remembered; acquire() starts one in the foreground
+        except Exception as exc:  # noqa: BLE001 - remembered; the asking job (if any) raises it
             self.last_error = f"{type(exc).__name__}: {exc}"
             print(f"recycling pool: could not start a session: {self.last_error}", file=sys.stderr)
+            with self._changed:
+                if ticket in self._asked:  # its job still waits
+                    self._failed[ticket] = exc
         finally:
             with self._changed:
                 self._starting -= 1
-                self._warm_starting -= 1
-                self._warming -= 1
+                self._asked.discard(ticket)
+                if ticket is None or ticket in self._adopted:
+                    self._adopted.discard(ticket)
+                    self._warm_starting -= 1
+                    self._warming -= 1
                 if session is not None and not self._closed:
                     self._idle.append(session)
                     session = None
@@ -563,37 +589,60 @@ class RecyclingPool:
     # -- handing out ------------------------------------------------------------------------------------
 
     def acquire(self) -> Session:
-        """A started session for one job: a ready one if any, else one started now. At most `max_starting`
-        start at once, and with reuse a job first waits up to `start_after_s` for a kernel being reset or
-        used by a short job (most hold one for a fraction of a second), since a start costs far more CPU."""
+        """A started session for one job: a ready one if any, else the first that becomes ready. Jobs are
+        served in the order they asked. A job that has waited `start_after_s` (with reuse; at once without)
+        asks for one kernel to be started in the background, at most `max_starting` starting at once, and
+        takes whichever kernel is ready first, its own start or one coming back from a reset: most jobs hold
+        a kernel for a fraction of a second, and a start takes seconds on a busy machine. If the start it
+        asked for fails while it still waits, it raises that error."""
         import time
 
         asked = time.monotonic()
+        ticket = object()
         with self._changed:
-            while True:
-                if self._closed:
-                    raise RuntimeError("recycling pool is closed")
-                while self._idle:
-                    session = self._idle.popleft()
-                    if session.is_alive():
-                        return self._hand_out(session, asked)
-                    threading.Thread(
-                        target=self._discard, args=(session, "died while idle"), daemon=True
-                    ).start()
-                waited = time.monotonic() - asked
-                patient = self.reuse and waited < self.start_after_s and self._kernel_count() > 0
-                if self._starting < self._max_starting and not patient:
-                    self._starting += 1
-                    break
-                self._changed.wait(self.start_after_s - waited if patient else None)
-        try:
-            session = self._start()
-        finally:
-            with self._changed:
-                self._starting -= 1
-                self._changed.notify_all()
-        with self._changed:
-            return self._hand_out(session, asked)
+            self._queue.append(ticket)
+            try:
+                while True:
+                    if self._closed:
+                        raise RuntimeError("recycling pool is closed")
+                    if self._queue[0] is ticket:
+                        session = self._take_ready()
+                        if session is not None:
+                            self._leave_queue(ticket)  # first: its own start may now count as a warm one
+                            return self._hand_out(session, asked)
+                    if ticket in self._failed:
+                        raise self._failed.pop(ticket)
+                    waited = time.monotonic() - asked
+                    patient = self.reuse and waited < self.start_after_s and self._kernel_count() > 0
+                    if not patient and ticket not in self._asked and self._starting < self._max_starting:
+                        self._asked.add(ticket)
+                        self._starting += 1
+                        self._start_in_background(ticket)
+                    self._changed.wait(self.start_after_s - waited if patient else None)
+            finally:
+                self._leave_queue(ticket)
+
+    def _leave_queue(self, ticket: object) -> None:
+        """A job stops waiting (served, failed or closed). Called under the lock; idempotent."""
+        if ticket not in self._queue:
+            return
+        self._queue.remove(ticket)
+        self._failed.pop(ticket, None)
+        if ticket in self._asked:  # served before its own start ended: that kernel is now a warm one
+            self._asked.discard(ticket)
+            self._adopted.add(ticket)
+            self._warming += 1
+            self._warm_starting += 1
+        self._changed.notify_all()  # the next in line may take a ready kernel now
+
+    def _take_ready(self) -> Session | None:
+        """A ready session that is still alive, or None. Called under the lock."""
+        while self._idle:
+            session = self._idle.popleft()
+            if session.is_alive():
+                return session
+            threading.Thread(target=self._discard, args=(session, "died while idle"), daemon=True).start()
+        return None
 
     def _hand_out(self, session: Session, asked: float) -> Session:
         """Called under the lock."""
@@ -618,7 +667,7 @@ class RecyclingPool:
         have = self._kernel_count() if self.reuse else len(self._idle) + self._warming
         for _ in range(max(0, self.warm - have)):
             self._warming += 1
-            threading.Thread(target=self._warm_one, name="recycling-pool-warmer", daemon=True).start()
+            self._start_in_background()
 
     def release(self, session: Session, retire: str | None = None) -> None:
         """A job is done with `session`: reset it for the next job (in the background), or close it when

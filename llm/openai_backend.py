@@ -290,17 +290,30 @@ class OpenAIBackend(Backend):
             common["stop"] = list(params.stop)
         if self.extra_body:
             common["extra_body"] = self.extra_body
+        # The raw response, read as the client's own Stream of plain dicts (`cast_to=object`): the same
+        # server-sent-event parsing, error events and exception types, without building a pydantic model
+        # per chunk, which cost more CPU than the rest of a call (a server streams one chunk per token).
         if self.completions:
-            return self.client.completions.create(prompt=self.render_prompt(messages), **common)
-        return self.client.chat.completions.create(messages=messages, **common)
+            raw = self.client.completions.with_raw_response.create(
+                prompt=self.render_prompt(messages), **common
+            )
+        else:
+            raw = self.client.chat.completions.with_raw_response.create(messages=messages, **common)
+        return self._openai.Stream(cast_to=object, response=raw.http_response, client=self.client)
 
     @staticmethod
-    def _delta(chunk, completions: bool) -> tuple[str, str | None]:
-        if not chunk.choices:
+    def _delta(chunk: dict, completions: bool) -> tuple[str, str | None]:
+        """The text and finish reason of one streamed chunk (a JSON object as the server sent it)."""
+        choices = chunk.get("choices") if isinstance(chunk, dict) else None
+        if not choices or not isinstance(choices[0], dict):
             return "", None
-        choice = chunk.choices[0]
-        text = choice.text if completions else (choice.delta.content if choice.delta else None)
-        return text or "", choice.finish_reason
+        choice = choices[0]
+        if completions:
+            text = choice.get("text")
+        else:
+            delta = choice.get("delta")
+            text = delta.get("content") if isinstance(delta, dict) else None
+        return text if isinstance(text, str) else "", choice.get("finish_reason")
 
     @staticmethod
     def _retryable_status(status: int) -> bool:
@@ -388,22 +401,29 @@ class OpenAIBackend(Backend):
         replay, replayed = progress.received, 0
         finished = threading.Event()
         ended = False
+        unsubscribe = None
         if cancel is not None:
             # Closing the response from another thread unblocks a read that waits on a slow server.
-            watcher = threading.Thread(
-                target=self._close_on_cancel, args=(response, cancel, finished), daemon=True
-            )
-            watcher.start()
+            if callable(
+                getattr(cancel, "subscribe", None)
+            ):  # a cancel that calls back (interpreter.loop.Cancel)
+                unsubscribe = cancel.subscribe(response.close)
+            else:
+                watcher = threading.Thread(
+                    target=self._close_on_cancel, args=(response, cancel, finished), daemon=True
+                )
+                watcher.start()
         try:
             for chunk in response:
                 if cancel is not None and cancel.is_set():
                     stats.stop_reason = "cancelled"
                     return
-                if getattr(chunk, "usage", None):
-                    stats.prompt_tokens = chunk.usage.prompt_tokens or 0
+                usage = chunk.get("usage") if isinstance(chunk, dict) else None
+                if isinstance(usage, dict):
+                    stats.prompt_tokens = usage.get("prompt_tokens") or 0
                     # the server's prefix cache is not visible here
                     stats.prefill_tokens = stats.prompt_tokens
-                    stats.generated_tokens = chunk.usage.completion_tokens or stats.generated_tokens
+                    stats.generated_tokens = usage.get("completion_tokens") or stats.generated_tokens
                 delta, finish = self._delta(chunk, self.completions)
                 if delta and replayed < len(replay):
                     expected = replay[replayed : replayed + len(delta)]
@@ -449,6 +469,8 @@ class OpenAIBackend(Backend):
             raise classified from exc
         finally:
             finished.set()
+            if unsubscribe is not None:
+                unsubscribe()
             response.close()
         if cancel is not None and cancel.is_set():
             stats.stop_reason = "cancelled"
@@ -492,12 +514,21 @@ class OpenAIBackend(Backend):
                 answered.set()
 
         threading.Thread(target=open_request, name="openai-request", daemon=True).start()
-        while not answered.wait(0.05):
-            if cancel.is_set():
-                with lock:
-                    if not answered.is_set():
-                        outcome["abandoned"] = True
-                        return None
+        # A cancel that calls back wakes this wait at once; a plain Event is checked every 50 ms.
+        subscribe = getattr(cancel, "subscribe", None)
+        unsubscribe = subscribe(answered.set) if callable(subscribe) else None
+        try:
+            while not answered.wait(None if unsubscribe else 0.05):
+                if cancel.is_set():
+                    break
+        finally:
+            if unsubscribe is not None:
+                unsubscribe()
+        if cancel.is_set():
+            with lock:
+                if "response" not in outcome and "error" not in outcome:
+                    outcome["abandoned"] = True
+                    return None
         if "error" in outcome:
             raise outcome["error"]
         return outcome["response"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 
@@ -216,3 +217,55 @@ def test_a_report_is_trusted_only_from_a_clean_run():
     assert not parse_report(ExecutionResult(status="error", stdout=line, error=error))["clean"]
     claims_clean = '\x1eautocoder-reset:{"clean": true, "problems": ["a thread"], "restored": []}'
     assert not parse_report(ExecutionResult(status="ok", stdout=claims_clean))["clean"]
+
+
+def test_a_waiting_job_takes_the_first_kernel_ready_and_its_own_start_is_kept(sandbox):
+    # No patience: the second job asks for a start of its own at once. The first job's kernel comes back
+    # from its reset (milliseconds) long before that start ends (a fraction of a second or more): the job
+    # takes it, and the kernel it asked for joins the ready ones instead of being thrown away.
+    pool = RecyclingPool(
+        lambda: Session(sandbox, timeout_s=20), reuse=5, warm=0, max_starting=2, start_after_s=0.0
+    )
+    try:
+        first = pool.acquire()
+        got = {}
+        waiter = threading.Thread(target=lambda: got.setdefault("session", pool.acquire()))
+        waiter.start()
+        time.sleep(0.2)  # it waits, its start under way (started == 2 below shows it asked for one)
+        pool.release(first)
+        waiter.join(60)
+        assert got["session"] is first
+        assert pool.wait_idle(1, timeout_s=60)  # the start it asked for, ready for the next job
+        assert pool.stats["started"] == 2 and pool.stats["reused"] == 1
+        pool.release(first)
+    finally:
+        pool.close()
+
+
+def test_a_kernel_that_cannot_start_is_the_asking_jobs_error(sandbox):
+    class BrokenSession(Session):
+        def start(self):
+            raise RuntimeError("no kernel today")
+
+    pool = RecyclingPool(lambda: BrokenSession(sandbox, timeout_s=20), reuse=5, warm=0, start_after_s=0.0)
+    try:
+        with pytest.raises(RuntimeError, match="no kernel today"):
+            pool.acquire()
+    finally:
+        pool.close()
+
+
+def test_a_reset_kernel_numbers_cells_as_a_fresh_one(pool):
+    # "Cell In[n]" is part of a traceback the dialogue records: it must not tell which kernel an item got
+    # (a rerun after a crash schedules differently, and must write the same records).
+    def first_error_cell(session: Session) -> list[str]:
+        result = session.run("1/0")
+        return [line for line in result.error.traceback.splitlines() if "Cell In[" in line]
+
+    session = pool.acquire()
+    fresh = first_error_cell(session)
+    pool.release(session)
+    for _ in range(2):
+        again = pool.acquire()
+        assert again is session and first_error_cell(again) == fresh
+        pool.release(again)

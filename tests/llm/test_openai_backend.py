@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from interpreter.loop import Cancel
 from interpreter.protocol import RUN_START, RUN_STOP
 from llm.base import BackendError, GenerationParams, StreamStats
 from llm.openai_backend import OpenAIBackend, RetryPolicy, retry_after_s
@@ -97,10 +98,15 @@ def test_default_model_is_the_servers_first(openai_server):
     assert backend(openai_server, model=None).model == "served-a"
 
 
-def test_cancel_during_a_slow_stream_returns_promptly(openai_server):
+# Both kinds of cancel: a plain Event (watched) and the loop's Cancel (it calls the backend back).
+CANCEL_KINDS = pytest.mark.parametrize("make_cancel", [threading.Event, Cancel], ids=["event", "callback"])
+
+
+@CANCEL_KINDS
+def test_cancel_during_a_slow_stream_returns_promptly(openai_server, make_cancel):
     openai_server.reply = ["tick "] * 200
     openai_server.delay_s = 0.05
-    cancel = threading.Event()
+    cancel = make_cancel()
     stats = StreamStats()
     got = []
     b = backend(openai_server)
@@ -310,11 +316,25 @@ def test_the_model_check_waits_for_a_busy_server(openai_server):
     assert backend(openai_server, retry=fast_retries()).model == "tiny-autocoder"
 
 
-def test_a_cancel_while_the_server_has_not_answered_returns_at_once(openai_server):
+def test_an_error_event_mid_stream_is_a_one_line_error_and_not_retried(openai_server):
+    openai_server.reply = split_everywhere(REPLY, 4)
+    openai_server.failures = [Failure(error_after=3)]
+    b = backend(openai_server, retry=fast_retries())
+    got = []
+    with pytest.raises(BackendError, match="the prompt is too long") as err:
+        for piece in b.stream([{"role": "user", "content": "x"}], GenerationParams()):
+            got.append(piece)
+    assert "\n" not in str(err.value)
+    assert "".join(got) == REPLY[:12]  # what came before the error was streamed as it came
+    assert len(openai_server.requests) == 1
+
+
+@CANCEL_KINDS
+def test_a_cancel_while_the_server_has_not_answered_returns_at_once(openai_server, make_cancel):
     openai_server.failures = [Failure(stall_s=3.0)]  # a full queue: no bytes for 3 s
     openai_server.reply, openai_server.delay_s = ["tick "] * 100, 0.02
     b = backend(openai_server, retry=fast_retries())
-    cancel = threading.Event()
+    cancel = make_cancel()
     threading.Timer(0.3, cancel.set).start()
     stats = StreamStats()
     start = time.monotonic()
