@@ -56,16 +56,26 @@ PAGE_CSS = """
 
 # Runs once per page load (`demo.load(None, js=...)`): when the approval box becomes visible, bring it on
 # screen; a MutationObserver because the box is shown by a streamed update, not by an event of its own.
+# Whether it is visible is read at the next frame, once per frame: reading it (offsetParent) lays the page
+# out, and done in the observer it forced a layout on every streamed update before the text could show.
 SCROLL_TO_APPROVAL_JS = """
 () => {
   let shown = false;
-  new MutationObserver(() => {
+  let queued = false;
+  const check = () => {
+    queued = false;
     const box = document.querySelector('#approval');
     const visible = !!box && box.offsetParent !== null;
     if (visible && !shown) {
       box.scrollIntoView({block: 'nearest', behavior: 'smooth'});
     }
     shown = visible;
+  };
+  new MutationObserver(() => {
+    if (!queued) {
+      queued = true;
+      requestAnimationFrame(check);
+    }
   }).observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ['class', 'style']});
 }
 """

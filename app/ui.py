@@ -373,6 +373,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             # A message follows the history now: its executions are all collapsed (app.view).
             history = sanitize_messages(render_turns(chat.turns, ctx.images, open_latest=False))
             asking_shown = False
+            button = _send_stop(busy=True)  # sent once: every update is re-sent to the page and applied there
             try:
                 stream = chat.run(message, settings, ctx.run_loop)
                 for turn in stream:
@@ -385,7 +386,8 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                     shown = history + _shown_turn(turn, ctx.images)
                     if not (turn.raw_text().strip() or turn.executions()):
                         shown += sanitize_messages([THINKING])
-                    yield shown, gr.skip(), box, code, gr.skip(), _send_stop(busy=True)
+                    yield shown, gr.skip(), box, code, gr.skip(), button
+                    button = gr.skip()
             except BusyError as exc:  # a race the page's own checks did not catch: said, not raised
                 gr.Warning(str(exc))
             yield (
