@@ -711,7 +711,10 @@ class RecyclingPool:
             self._resetting -= 1
             closed = self._closed
             if report["clean"] and alive and not closed:
-                self._idle.appendleft(session)  # warm caches: the most recently used first
+                # In turn (the least recently used first): jobs spread over all kernels, so none reaches its
+                # reuse limit early and is replaced by a start while others sit ready (most recently used
+                # first retired the busiest kernels in bursts, each replacement a start a job waited for).
+                self._idle.append(session)
                 self.stats["reused"] += 1
                 self._changed.notify_all()
                 return
