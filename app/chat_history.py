@@ -28,7 +28,6 @@ import logging
 import os
 import re
 import secrets
-import stat
 import tempfile
 import threading
 import time
@@ -42,6 +41,7 @@ from app.chat import Chat, ChatSessions
 from app.record_view import executed_blocks, record_turns
 from app.view import NotePart
 from interpreter.dialogue import Dialogue, DialogueError, DialogueWriter, read_dialogues
+from interpreter.session import ensure_own_folder
 
 log = logging.getLogger("app")
 
@@ -65,29 +65,15 @@ def default_history_dir() -> Path:
 
 
 def prepare_private_dir(path: Path) -> None:
-    """Create `path` (0700) or check an existing one: a real folder, ours, that no one else may enter.
-    Raises HistoryDirError in one line."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(path, 0o700)
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    except OSError as exc:
-        raise HistoryDirError(
-            f"history folder {path} is not a usable plain folder ({exc.strerror or exc}): remove it or "
-            "choose another with --history-dir"
-        ) from None
-    try:
-        info = os.fstat(fd)
-        if info.st_uid != os.geteuid():
-            raise HistoryDirError(
-                f"history folder {path} belongs to uid {info.st_uid}, not to this process "
-                f"(uid {os.geteuid()}): refusing to use it; choose another with --history-dir"
-            )
-        if stat.S_IMODE(info.st_mode) != 0o700:
-            os.fchmod(fd, 0o700)  # chats are private: nobody else may list or read them
-    finally:
-        os.close(fd)
+    """Create `path` (0700) or check an existing one: a real folder, ours, that no one else may enter
+    (chats are private: nobody else may list or read them). Raises HistoryDirError in one line."""
+    ensure_own_folder(
+        path,
+        0o700,
+        error=HistoryDirError,
+        what="history folder",
+        advice="remove it or choose another with --history-dir",
+    )
 
 
 def _digest(*parts: str) -> str:

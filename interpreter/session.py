@@ -112,26 +112,44 @@ def _release_slot() -> None:
 def prepare_base_dir(base: Path, *, others_may_enter: bool = False) -> None:
     """Create the session base folder (mode 0700, or 0711) or check an existing one: a real folder, ours,
     that no one else may write; its mode is set on the open folder. Raises SessionFolderError."""
-    mode = 0o711 if others_may_enter else 0o700
-    base.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(base, mode)
+    # 0711 stays once a `none` session needed it (tightening it would break that session's kernel).
+    ensure_own_folder(
+        base,
+        0o711 if others_may_enter else 0o700,
+        keep_modes=(0o711,),
+        error=SessionFolderError,
+        what="session folder",
+        advice="remove it or choose another",
+    )
+
+
+def ensure_own_folder(
+    path: Path,
+    mode: int,
+    *,
+    error: type[Exception],
+    what: str,
+    advice: str,
+    keep_modes: tuple[int, ...] = (),
+) -> None:
+    """Create `path` with `mode`, or check an existing one: a real folder (no link), owned by this process's
+    user; its mode is set to `mode` (unless it is one of `keep_modes`) on the open folder, so a swapped path
+    cannot redirect it. Raises `error` with one line: "<what> <path> ...: <advice>"."""
     try:
-        fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, mode)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError as exc:
-        raise SessionFolderError(
-            f"session folder {base} is not a plain folder ({exc.strerror}): remove it or choose another"
-        ) from exc
+        raise error(f"{what} {path} is not a plain folder ({exc.strerror or exc}): {advice}") from None
     try:
         info = os.fstat(fd)
         if info.st_uid != os.geteuid():
-            raise SessionFolderError(
-                f"session folder {base} belongs to uid {info.st_uid}, not to this process (uid {os.geteuid()}): "
-                "refusing to use it; remove it or choose another"
+            raise error(
+                f"{what} {path} belongs to uid {info.st_uid}, not to this process (uid {os.geteuid()}): "
+                f"refusing to use it; {advice}"
             )
-        current = stat.S_IMODE(info.st_mode)
-        # 0711 stays once a `none` session needed it (tightening it would break that session's kernel).
-        if current not in (mode, 0o711):
+        if stat.S_IMODE(info.st_mode) not in (mode, *keep_modes):
             os.fchmod(fd, mode)
     finally:
         os.close(fd)
