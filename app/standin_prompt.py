@@ -7,10 +7,23 @@ and prints it, the execution's result as the loop renders it, then a one-sentenc
 dialogue messages like the user's own (user, assistant, execution turns), so the chat template renders
 them exactly as it renders the live conversation, and the result text comes from protocol.render_result.
 
-The reply to each user message is seeded with REPLY_PREFIX (RUN_START and the opening fence), prefilled
-rather than generated: left to choose, a 270M model often answers from memory (wrongly) instead of writing
-code; started inside a block, it writes code. Later rounds of the same question (after an execution) are
-not seeded, so the model reads the result and answers in a sentence, or writes a fix.
+The reply to each user message is seeded (`reply_prefix`), prefilled rather than generated: left to choose,
+a 270M model often answers from memory (wrongly) instead of writing code; started inside a block, it writes
+code. The seed is REPLY_PREFIX (RUN_START and the opening fence), the question as a comment, then the data
+the question gives, bound to names (`data_lines`, read off the question's text alone: its list as
+`numbers`, its quoted string as `text`, a CSV file it names read into `df`, a plot's imports and the image
+file's name as `path`). The model then writes only the computation on those names; left to write the data
+itself it used names it never defined ("print(len(sentence))", "plt.plot(x, sine(x))") and renamed
+output files. Later rounds of the same question (after an execution) are not seeded, so the model reads
+the result and answers in a sentence, or writes a fix.
+
+Which examples a question gets matters most: the model copies the nearest one's operation (a list question
+shown a filter example filtered). So each question gets the examples on its kind of data (`question_kind`:
+plot, CSV, list, quoted text, plain numbers), the ones sharing most words with it last, and the examples
+use one builtin or method each (len, sum, set, slicing, replace, split, title, math.sqrt, math.gcd,
+np.linspace with np.exp) rather than comprehensions a model copies whole. Measured with
+`python -m benchmarks.chat_tasks --sandbox local` (2-core CPU): 7/20 before this design, 11/20 after,
+at 4 examples shown (3 gave 9/20, 5 gave 11/20 but slower).
 
 `with_examples(run_loop)` puts the examples in front of the dialogue (after its system message), seeds the
 first reply, and takes the examples out of the dialogue the loop hands back, so the chat, its exports and
@@ -18,13 +31,16 @@ its history never show them.
 
 The examples deliberately are not the tasks of benchmarks/chat_tasks.py with other data: each uses another
 operation (gcd rather than factorial, replace rather than reverse, a column's minimum rather than its mean,
-plotted points rather than a sine wave; tests/app/test_standin_prompt.py checks they share neither a prompt
-nor an expected answer with a task). They teach the format and common idioms, not the answers. What this
-module does not do: load the model (llm.select) or choose the execution mode (app.server).
+an exponential curve rather than a sine wave, the length of a list rather than its largest value;
+tests/app/test_standin_prompt.py checks they share neither a prompt nor an expected answer with a task, and
+that each example's code prints what the example says it printed). They teach the format and common
+idioms, not the answers. What this module does not do: load the model (llm.select) or choose the
+execution mode (app.server).
 """
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Callable, Iterator
 
@@ -36,75 +52,159 @@ from interpreter.results import ExecutionResult, RunRecord
 STANDIN_SYSTEM = (
     "The following are conversations between a user and an assistant. The assistant answers every task "
     "with a short Python program that computes the answer and prints it. After the program has run, the "
-    "assistant states the printed result in one sentence."
+    "assistant states the printed result in one sentence. Its programs use Python's built-in functions "
+    "(len, sum, min, max, sorted, set), string methods, slicing and the math module."
 )
 
 # What every reply to a user message starts with (prefilled; see the module docstring): the opening of a
-# block, then the question as a comment (`reply_prefix`), which a small model then follows closely.
+# block, then the question as a comment and its data (`reply_prefix`), which a small model follows closely.
 REPLY_PREFIX = f"{RUN_START}```python\n"
-QUESTION_COMMENT = True
 
 
 def reply_prefix(question: str) -> str:
-    """What the reply to `question` starts with: REPLY_PREFIX and the question's first line as a comment."""
-    if not QUESTION_COMMENT:
-        return REPLY_PREFIX
+    """What the reply to `question` starts with: REPLY_PREFIX, the question's first line as a comment, and
+    the literal data the question gives bound to names (`data_lines`; the examples' code relies on them)."""
     line = next((part.strip() for part in question.splitlines() if part.strip()), "")
-    return f"{REPLY_PREFIX}# {line[:200]}\n" if line else REPLY_PREFIX
+    comment = f"# {line[:200]}\n" if line else ""
+    return f"{REPLY_PREFIX}{comment}{data_lines(question)}"
 
 
-# (question, code, what the code printed, one-sentence answer): short programs that define the question's
-# data, compute the answer and print it, one common idiom each (a math import, a comprehension, a loop, a
-# function, string methods, pandas, matplotlib).
+# A list literal ("[5, 3, 9]", "['a', 'b']") and a quoted string ('hello world', not the apostrophe of "don't").
+_LIST_LITERAL = re.compile(r"\[[^\[\]\n]{1,300}\]")
+_QUOTED = re.compile(r"(?<![\w'])'([^'\n]{1,300})'(?![\w'])")
+_CSV_FILE = re.compile(r"[\w.-]{1,100}\.csv\b")
+_IMAGE_FILE = re.compile(r"[\w.-]{1,100}\.(?:png|jpg|jpeg|svg|pdf)\b", re.IGNORECASE)
+_PLOT_WORDS = re.compile(r"\b(?:plot|chart|graph|draw|histogram)\b|\.png\b", re.IGNORECASE)
+
+
+def _list_literal(question: str) -> list | None:
+    """The first list literal in `question` that parses as a non-empty list, or None."""
+    for match in _LIST_LITERAL.finditer(question):
+        try:
+            value = ast.literal_eval(match.group())
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            continue
+        if isinstance(value, list) and value:
+            return value
+    return None
+
+
+def data_lines(question: str) -> str:
+    """Assignments of the literal data in `question`, one per line: a CSV file it names read as `df`, its
+    list as `numbers` (or `items` when not all numbers), its longest quoted string as `text`. A small model
+    that sees the data bound to a name computes with the name; left to itself it often uses an undefined
+    one ("print(len(sentence))")."""
+    lines = []
+    if _PLOT_WORDS.search(question):
+        lines.append("import matplotlib.pyplot as plt\nimport numpy as np\n")
+        if image := _IMAGE_FILE.search(question):
+            lines.append(f"path = {image.group()!r}\n")
+    if csv := _CSV_FILE.search(question):
+        lines.append(f"import pandas as pd\ndf = pd.read_csv({csv.group()!r})\n")
+    value = _list_literal(question)
+    if value is not None:
+        numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        lines.append(f"{'numbers' if numeric else 'items'} = {value!r}\n")
+    quoted = [m.group(1) for m in _QUOTED.finditer(_LIST_LITERAL.sub("", question))]
+    if quoted:
+        lines.append(f"text = {max(quoted, key=len)!r}\n")
+    return "".join(lines)
+
+
+# (question, code, what the code printed, one-sentence answer): short programs that compute the answer and
+# print it, one common idiom each (a math import, a comprehension, a loop, a function, string methods,
+# pandas, matplotlib). The code starts after the lines `data_lines` writes for the question (its list as
+# `numbers`, its quoted string as `text`), as the model's own code does.
 _EXAMPLES: tuple[tuple[str, str, str, str], ...] = (
     (
-        "Plot the points (1, 3), (2, 5) and (3, 4) as a line and save it as points.png.",
-        "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [3, 5, 4])\nplt.savefig('points.png')\n"
-        "print('saved points.png')",
-        "saved points.png",
-        "The plot is saved as points.png.",
+        "Plot the points (1, 3), (2, 5) and (3, 4) as a line and save it as trend.png.",
+        "x = [1, 2, 3]\ny = [3, 5, 4]\nplt.plot(x, y)\nplt.savefig(path)\nprint('saved', path)",
+        "saved trend.png",
+        "The plot is saved as trend.png.",
     ),
     (
-        "Draw a pie chart of the values 3, 5 and 2 and save it as pie.png.",
-        "import matplotlib.pyplot as plt\nplt.pie([3, 5, 2])\nplt.savefig('pie.png')\nprint('saved pie.png')",
-        "saved pie.png",
-        "The chart is saved as pie.png.",
+        "Draw a pie chart of the values 3, 5 and 2 and save it as shares.png.",
+        "values = [3, 5, 2]\nplt.pie(values)\nplt.savefig(path)\nprint('saved', path)",
+        "saved shares.png",
+        "The chart is saved as shares.png.",
     ),
     (
-        "The file scores.csv has columns student and score. Print the lowest score.",
-        "import pandas as pd\ndf = pd.read_csv('scores.csv')\nprint(df['score'].min())",
-        "41",
-        "The lowest score is 41.",
+        "Plot the exponential decay exp(-x) for x from 0 to 5 with matplotlib and save it as figure1.png.",
+        "x = np.linspace(0, 5, 100)\ny = np.exp(-x)\nplt.plot(x, y)\nplt.savefig(path)\nprint('saved', path)",
+        "saved figure1.png",
+        "The plot is saved as figure1.png.",
     ),
     (
         "The file cities.csv has columns city and population. How many rows does it have?",
-        "import pandas as pd\ndf = pd.read_csv('cities.csv')\nprint(len(df))",
+        "print(len(df))",
         "7",
         "The file has 7 rows.",
     ),
     (
+        "The file scores.csv has columns student and score. Print the lowest value of the score column.",
+        "print(df['score'].min())",
+        "41",
+        "The lowest score is 41.",
+    ),
+    (
+        "The file trips.csv has columns city and km. Print the largest value of the km column.",
+        "print(df['km'].max())",
+        "812",
+        "The longest trip is 812 km.",
+    ),
+    (
         "Replace every 'a' in the string 'banana' with 'o'.",
-        "text = 'banana'\nprint(text.replace('a', 'o'))",
+        "print(text.replace('a', 'o'))",
         "bonono",
         "The result is bonono.",
     ),
     (
         "Split the string 'red,green,blue' at the commas.",
-        "text = 'red,green,blue'\nprint(text.split(','))",
+        "print(text.split(','))",
         "['red', 'green', 'blue']",
         "The parts are ['red', 'green', 'blue'].",
     ),
     (
-        "Add 100 to every number in the list [3, 1, 4].",
-        "numbers = [3, 1, 4]\nprint([n + 100 for n in numbers])",
-        "[103, 101, 104]",
-        "The result is [103, 101, 104].",
+        "Print the first three letters of the word 'python'.",
+        "print(text[:3])",
+        "pyt",
+        "The first three letters are pyt.",
     ),
     (
-        "Keep only the even numbers of the list [5, 8, 2, 7].",
-        "numbers = [5, 8, 2, 7]\nprint([n for n in numbers if n % 2 == 0])",
-        "[8, 2]",
-        "The even numbers are [8, 2].",
+        "Capitalize every word of the title 'good morning'.",
+        "print(text.title())",
+        "Good Morning",
+        "The result is Good Morning.",
+    ),
+    (
+        "How many numbers are in the list [3, 1, 4, 1, 5, 9]?",
+        "print(len(numbers))",
+        "6",
+        "The list has 6 numbers.",
+    ),
+    (
+        "Print the list [7, 2, 3] without its first element.",
+        "print(numbers[1:])",
+        "[2, 3]",
+        "Without its first element the list is [2, 3].",
+    ),
+    (
+        "How many different values are in the list [4, 4, 7, 1, 7]?",
+        "print(len(set(numbers)))",
+        "3",
+        "There are 3 different values.",
+    ),
+    (
+        "Add up the squares of the numbers in [1, 2, 3].",
+        "print(sum(n ** 2 for n in numbers))",
+        "14",
+        "The squares add up to 14.",
+    ),
+    (
+        "Make a list of the cubes of 1 to 4.",
+        "print([n ** 3 for n in range(1, 5)])",
+        "[1, 8, 27, 64]",
+        "The cubes are [1, 8, 27, 64].",
     ),
     (
         "Start at 3 and keep doubling while the number is below 100. Print the final number.",
@@ -117,6 +217,18 @@ _EXAMPLES: tuple[tuple[str, str, str, str], ...] = (
         "def cube(x):\n    return x ** 3\n\nprint(cube(4))",
         "64",
         "The cube of 4 is 64.",
+    ),
+    (
+        "How long is the hypotenuse of a right triangle with legs 5 and 12?",
+        "import math\nprint(math.sqrt(5 ** 2 + 12 ** 2))",
+        "13.0",
+        "The hypotenuse is 13.0 long.",
+    ),
+    (
+        "A price of 60 rises by 25 percent. What is the new price?",
+        "print(60 + 60 * 25 / 100)",
+        "75.0",
+        "The new price is 75.0.",
     ),
     (
         "What is the greatest common divisor of 90 and 24?",
@@ -143,12 +255,30 @@ def _words(text: str) -> set[str]:
     return {w for w in re.findall(r"[a-z]+", text.lower()) if w not in _COMMON_WORDS}
 
 
+def question_kind(question: str) -> str:
+    """What a question works on, by the data it gives: "csv" (names a CSV file), "plot" (asks for a chart),
+    "list" (gives a list), "text" (gives a quoted string), else "number"."""
+    if _CSV_FILE.search(question):
+        return "csv"
+    if _PLOT_WORDS.search(question):
+        return "plot"
+    if _list_literal(question) is not None:
+        return "list"
+    return "text" if _QUOTED.search(question) else "number"
+
+
 def choose_examples(question: str, count: int = EXAMPLES_SHOWN) -> list[tuple[str, str, str, str]]:
-    """The `count` examples sharing most words with `question`, the closest last (a small model copies the
-    nearest text); ties go to the later example (the more general ones are last). A plot question gets
-    plots, a CSV question pandas, a question like no example the plain computations."""
-    asked = _words(question)
-    ranked = sorted(range(len(_EXAMPLES)), key=lambda i: (-len(asked & _words(_EXAMPLES[i][0])), -i))
+    """The `count` examples nearest `question`, the closest last (a small model copies the nearest text):
+    those on the same kind of data first (`question_kind`: a plot question gets plots, a CSV question
+    pandas), among them those sharing most words with it; ties go to the later example (the more general
+    ones are last, so a question like no example gets the plain computations)."""
+    asked, kind = _words(question), question_kind(question)
+
+    def nearness(i: int) -> tuple:
+        example = _EXAMPLES[i][0]
+        return (question_kind(example) == kind, len(asked & _words(example)), i)
+
+    ranked = sorted(range(len(_EXAMPLES)), key=nearness, reverse=True)
     return [_EXAMPLES[i] for i in reversed(ranked[:count])]
 
 

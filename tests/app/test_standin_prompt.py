@@ -6,6 +6,7 @@ shown, what the chat keeps, and what the app logs, not the model's skill (benchm
 
 from __future__ import annotations
 
+import ast
 import logging
 import re
 
@@ -17,7 +18,9 @@ from app.standin_prompt import (
     REPLY_PREFIX,
     STANDIN_SYSTEM,
     choose_examples,
+    data_lines,
     example_messages,
+    question_kind,
     reply_prefix,
     with_examples,
 )
@@ -166,8 +169,57 @@ def test_a_question_gets_the_examples_nearest_it_the_nearest_last():
     plot = choose_examples("Plot a histogram of [1, 2, 2] and save it as hist.png.")
     assert len(plot) == EXAMPLES_SHOWN and "plt" in plot[-1][1] and "plt" in plot[-2][1]
     csv = choose_examples("The file items.csv has columns name and weight. Print the heaviest weight.")
-    assert "read_csv" in csv[-1][1] and "read_csv" in csv[-2][1]
+    assert "df[" in csv[-1][1] and "df" in csv[-2][1]
+    assert [question_kind(e[0]) for e in csv[-2:]] == ["csv", "csv"]
+    # A list question gets the list examples, a text question the string ones, whatever their words.
+    assert {question_kind(e[0]) for e in choose_examples("Print the mode of [1, 2, 2].")} == {"list"}
+    assert {question_kind(e[0]) for e in choose_examples("Is 'level' a palindrome?")} == {"text"}
     # A question like no example gets the general computations (the pool's last entries).
     assert [e[0] for e in choose_examples("Compute 3 + 4.")][-1].startswith("What is 1000 divided by 8")
     # Multi-line questions become a one-line comment.
     assert reply_prefix("Add 2 and 3.\nThen print it.") == f"{REPLY_PREFIX}# Add 2 and 3.\n"
+
+
+def test_the_questions_data_is_bound_to_names_before_the_models_code():
+    assert data_lines("Sort the list [5, 3, 9] in ascending order.") == "numbers = [5, 3, 9]\n"
+    assert data_lines("Join ['a', 'b'] with dashes.") == "items = ['a', 'b']\n"
+    # The longest quoted string is the text; an apostrophe is not a quote.
+    assert data_lines("How often does 's' appear in 'mississippi'?") == "text = 'mississippi'\n"
+    assert data_lines("Don't print the user's name.") == ""
+    assert data_lines("The file my-data.csv has a column x. Print its sum.") == (
+        "import pandas as pd\ndf = pd.read_csv('my-data.csv')\n"
+    )
+    assert data_lines("Draw a histogram of [1, 2, 2] and save it as out.png.") == (
+        "import matplotlib.pyplot as plt\nimport numpy as np\npath = 'out.png'\nnumbers = [1, 2, 2]\n"
+    )
+    # Not data: a bracket that does not parse, no quotes, a bare number.
+    assert data_lines("Compute 17 * 23 [approximately].") == ""
+    # Hostile-looking text stays data: repr() quotes it, nothing of it becomes code.
+    line = data_lines("Reverse 'x\\'); import os; ('y'.")
+    assert line.startswith("text = ") and ast.literal_eval(line[len("text = ") :]) == "x\\"
+    prefix = reply_prefix("Reverse the string 'abc'.")
+    assert prefix == f"{REPLY_PREFIX}# Reverse the string 'abc'.\ntext = 'abc'\n"
+
+
+def test_each_example_prints_what_it_says(tmp_path):
+    # The examples' results are written by hand: run each example's code (data lines included) and
+    # compare, so a model is never shown a result its code would not print.
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "cities.csv").write_text("city,population\n" + "x,1\n" * 7)
+    (tmp_path / "scores.csv").write_text("student,score\nana,41\nbo,77\n")
+    (tmp_path / "trips.csv").write_text("city,km\nlyon,812\nbonn,3\n")
+    messages = example_messages()
+    for execution in messages[2::4]:
+        run = execution["runs"][0]
+        done = subprocess.run(
+            [sys.executable, "-c", run["code"]],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "MPLBACKEND": "Agg"},
+        )
+        assert done.returncode == 0 and done.stdout == run["stdout"], (run["code"], done.stdout, done.stderr)
