@@ -21,7 +21,7 @@ Which examples a question gets matters most: the model copies the nearest one's 
 shown a filter example filtered). So each question gets the examples on its kind of data (`question_kind`:
 plot, CSV, list, quoted text, plain numbers), the ones sharing most words with it last, and the examples
 use one builtin or method each (len, sum, set, slicing, replace, split, title, math.sqrt, math.gcd,
-np.linspace with np.exp) rather than comprehensions a model copies whole. Measured with
+np.linspace with np.exp, plt.hist) rather than comprehensions a model copies whole. Measured with
 `python -m benchmarks.chat_tasks --sandbox local` (2-core CPU): 7/20 before this design, 11/20 after,
 at 4 examples shown (3 gave 9/20, 5 gave 11/20 but slower).
 
@@ -133,6 +133,12 @@ _EXAMPLES: tuple[tuple[str, str, str, str], ...] = (
         "x = np.linspace(0, 5, 100)\ny = np.exp(-x)\nplt.plot(x, y)\nplt.savefig(path)\nprint('saved', path)",
         "saved figure1.png",
         "The plot is saved as figure1.png.",
+    ),
+    (
+        "Draw a histogram of the values [2, 3, 3, 5, 5, 5] and save it as spread.png.",
+        "plt.hist(numbers)\nplt.savefig(path)\nprint('saved', path)",
+        "saved spread.png",
+        "The histogram is saved as spread.png.",
     ),
     (
         "The file cities.csv has columns city and population. How many rows does it have?",
