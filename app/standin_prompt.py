@@ -22,8 +22,9 @@ shown a filter example filtered). So each question gets the examples on its kind
 plot, CSV, list, quoted text, plain numbers), the ones sharing most words with it last, and the examples
 use one builtin or method each (len, sum, set, slicing, replace, split, title, math.sqrt, math.gcd,
 np.linspace with np.exp, plt.hist) rather than comprehensions a model copies whole. Measured with
-`python -m benchmarks.chat_tasks --sandbox local` (2-core CPU): 7/20 before this design, 11/20 after,
-at 4 examples shown (3 gave 9/20, 5 gave 11/20 but slower).
+`python -m benchmarks.chat_tasks --sandbox local` (2-core CPU): 7/20 before this design, 12/20 after,
+at 4 examples shown (3 gave fewer, 5 no more and slower). Greedy decoding of a 270M model is brittle: moving
+one example in the pool flips other tasks, so measure the whole suite after any change here.
 
 `with_examples(run_loop)` puts the examples in front of the dialogue (after its system message), seeds the
 first reply, and takes the examples out of the dialogue the loop hands back, so the chat, its exports and
@@ -225,6 +226,12 @@ _EXAMPLES: tuple[tuple[str, str, str, str], ...] = (
         "The cube of 4 is 64.",
     ),
     (
+        "What is 1000 divided by 8, minus 3?",
+        "print(1000 / 8 - 3)",
+        "122.0",
+        "1000 divided by 8, minus 3, is 122.0.",
+    ),
+    (
         "How long is the hypotenuse of a right triangle with legs 5 and 12?",
         "import math\nprint(math.sqrt(5 ** 2 + 12 ** 2))",
         "13.0",
@@ -241,12 +248,6 @@ _EXAMPLES: tuple[tuple[str, str, str, str], ...] = (
         "import math\nprint(math.gcd(90, 24))",
         "6",
         "The greatest common divisor of 90 and 24 is 6.",
-    ),
-    (
-        "What is 1000 divided by 8, minus 3?",
-        "print(1000 / 8 - 3)",
-        "122.0",
-        "1000 divided by 8, minus 3, is 122.0.",
     ),
 )
 # How many examples a question gets: the ones whose words it shares most (see `choose_examples`).

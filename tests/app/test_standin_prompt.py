@@ -175,7 +175,7 @@ def test_a_question_gets_the_examples_nearest_it_the_nearest_last():
     assert {question_kind(e[0]) for e in choose_examples("Print the mode of [1, 2, 2].")} == {"list"}
     assert {question_kind(e[0]) for e in choose_examples("Is 'level' a palindrome?")} == {"text"}
     # A question like no example gets the general computations (the pool's last entries).
-    assert [e[0] for e in choose_examples("Compute 3 + 4.")][-1].startswith("What is 1000 divided by 8")
+    assert [e[0] for e in choose_examples("Compute 3 + 4.")][-1].startswith("What is the greatest common")
     # Multi-line questions become a one-line comment.
     assert reply_prefix("Add 2 and 3.\nThen print it.") == f"{REPLY_PREFIX}# Add 2 and 3.\n"
 
