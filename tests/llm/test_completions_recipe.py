@@ -94,20 +94,18 @@ def test_chat_endpoint_loses_the_execution_tokens_and_completions_keeps_them(
 # -- the end-of-turn text in completions mode, over real HTTP --------------------------------------------
 
 
-def completions_backend(server, tokenizer_path) -> OpenAIBackend:
-    return OpenAIBackend(
-        base_url=server.base_url,
-        model="tiny-autocoder",
-        api_key=server.api_key,
-        completions=True,
-        tokenizer=str(tokenizer_path),
-    )
-
-
-def stream(backend: OpenAIBackend, **params) -> tuple[str, StreamStats]:
+def complete(server, tokenizer_path, reply: list[str], **params) -> tuple[str, StreamStats]:
+    """What the backend streams (and its stats) when the server streams `reply`: in completions mode with
+    the tokenizer at `tokenizer_path`, or in chat mode when it is None."""
+    server.reply = reply
+    mode = {"completions": True, "tokenizer": str(tokenizer_path)} if tokenizer_path is not None else {}
+    backend = OpenAIBackend(base_url=server.base_url, model="tiny-autocoder", api_key=server.api_key, **mode)
     stats = StreamStats()
-    messages = [{"role": "user", "content": "hi"}]
-    text = "".join(backend.stream(messages, GenerationParams(**params), stats=stats))
+    try:
+        messages = [{"role": "user", "content": "hi"}]
+        text = "".join(backend.stream(messages, GenerationParams(**params), stats=stats))
+    finally:
+        backend.close()
     return text, stats
 
 
@@ -122,24 +120,16 @@ def stream(backend: OpenAIBackend, **params) -> tuple[str, StreamStats]:
 def test_the_end_of_turn_text_at_the_end_of_a_completion_is_dropped(
     openai_server, tiny_autocoder_path, pieces
 ):
-    openai_server.reply = pieces
-    backend = completions_backend(openai_server, tiny_autocoder_path)
-    try:
-        text, stats = stream(backend)
-    finally:
-        backend.close()
+    text, stats = complete(openai_server, tiny_autocoder_path, pieces)
     assert text == "The answer is 49."
     assert stats.stop_reason == "end_of_turn"
 
 
 def test_the_end_of_turn_text_mid_completion_ends_the_reply_there(openai_server, tiny_autocoder_path):
     # A server whose stop token differs from the template's turn end (a GGUF's eos) writes on after it.
-    openai_server.reply = ["Done.", EOT, "<|user|>and then the model", " plays the user"]
-    backend = completions_backend(openai_server, tiny_autocoder_path)
-    try:
-        text, stats = stream(backend)
-    finally:
-        backend.close()
+    text, stats = complete(
+        openai_server, tiny_autocoder_path, ["Done.", EOT, "<|user|>and then the model", " plays the user"]
+    )
     assert text == "Done."
     assert stats.stop_reason == "end_of_turn"
 
@@ -155,35 +145,23 @@ def test_the_end_of_turn_text_mid_completion_ends_the_reply_there(openai_server,
 def test_text_that_only_begins_like_the_end_of_turn_is_kept(
     openai_server, tiny_autocoder_path, pieces, expected
 ):
-    openai_server.reply = pieces
-    backend = completions_backend(openai_server, tiny_autocoder_path)
-    try:
-        text, stats = stream(backend)
-    finally:
-        backend.close()
+    text, stats = complete(openai_server, tiny_autocoder_path, pieces)
     assert text == expected
     assert stats.stop_reason == "end_of_turn"  # the server's finish_reason "stop"
 
 
 def test_a_stop_string_still_ends_the_text_with_nothing_held_back(openai_server, tiny_autocoder_path):
-    openai_server.reply = [f"run it\n{RUN_START}```python\nprint(1 <", f" 2)\n```{RUN_STOP}", "ignored"]
-    backend = completions_backend(openai_server, tiny_autocoder_path)
-    try:
-        text, stats = stream(backend, stop=[RUN_STOP])
-    finally:
-        backend.close()
+    text, stats = complete(
+        openai_server,
+        tiny_autocoder_path,
+        [f"run it\n{RUN_START}```python\nprint(1 <", f" 2)\n```{RUN_STOP}", "ignored"],
+        stop=[RUN_STOP],
+    )
     assert text == f"run it\n{RUN_START}```python\nprint(1 < 2)\n```{RUN_STOP}"
     assert stats.stop_reason == "stop"
 
 
 def test_the_chat_endpoint_leaves_the_text_alone(openai_server):
     # No tokenizer in chat mode: the server ends turns itself, and its text is passed on as it is.
-    openai_server.reply = ["literal ", EOT]
-    backend = OpenAIBackend(
-        base_url=openai_server.base_url, model="tiny-autocoder", api_key=openai_server.api_key
-    )
-    try:
-        text, _ = stream(backend)
-    finally:
-        backend.close()
+    text, _ = complete(openai_server, None, ["literal ", EOT])
     assert text == f"literal {EOT}"
