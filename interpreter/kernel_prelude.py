@@ -183,6 +183,10 @@ def _autocoder_setup(limit, tail_limit, shell):
     # .pth file). From here on the code's own imports see both, as in plain Python: the working folder,
     # then the installed packages, after the standard library.
     sys.path[:] = _autocoder_import_path_entries(sys.path, os.environ.get("PYTHONPATH", ""), os.pathsep)
+    # The launch hid debugpy from ipykernel (interpreter.sandboxes.processes.KERNEL_LAUNCH); the code's own
+    # `import debugpy` must work as in plain Python.
+    if "debugpy" in sys.modules and sys.modules["debugpy"] is None:
+        del sys.modules["debugpy"]
 
     wrap, finish, reset = _autocoder_output_cap(limit, tail_limit)
     wrapped = []

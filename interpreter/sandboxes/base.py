@@ -181,7 +181,7 @@ class Sandbox(ABC):
     def launch_kernel(
         self, dirs: SessionDirs, connection_file_name: str, env: dict[str, str]
     ) -> KernelProcess:
-        """Start `python -m ipykernel_launcher -f /ipc/<connection_file_name>` inside the sandbox.
+        """Start the kernel (`processes.kernel_argv`, with `-f /ipc/<connection_file_name>`) inside the sandbox.
 
         The connection file uses transport "ipc" with ip "/ipc/kernel" so its sockets appear in `dirs.ipc`.
         """

@@ -23,7 +23,8 @@ from interpreter.sandboxes.processes import (
 
 def test_the_kernel_starts_isolated_so_nothing_in_the_workdir_runs_at_start():
     argv = kernel_argv("/opt/venv/bin/python", "/ipc/kernel-1.json")
-    assert argv[:5] == ["/opt/venv/bin/python", "-I", "-B", "-m", "ipykernel_launcher"]
+    assert argv[:4] == ["/opt/venv/bin/python", "-I", "-B", "-c"]
+    assert "launch_new_instance()" in argv[4] and "debugpy" in argv[4]
     assert argv[argv.index("-f") + 1] == "/ipc/kernel-1.json"
 
 
