@@ -21,6 +21,7 @@ import gradio as gr
 from app.auth import AccessDenied, Caller, caller_of
 from app.chat import BusyError, Chat, SessionLimitError, Settings
 from app.chat_history import STORAGE_KEY, BrowserIds, ChatHistory, read_record_file
+from app.page_style import QUIET
 from app.record_view import replay_runner
 from app.safe_markdown import sanitize_messages
 from app.view import render_turns
@@ -74,7 +75,7 @@ class ChatsPanel:
         self._past = past
 
     def follow(self, event) -> None:
-        event.then(self._refresh, None, self._past, show_progress="hidden", api_visibility="private")
+        event.then(self._refresh, None, self._past, **QUIET, api_visibility="private")
 
 
 def add_history_panel(ctx: Any, demo: gr.Blocks, chatbot: gr.Chatbot) -> ChatsPanel:
@@ -186,7 +187,7 @@ def add_history_panel(ctx: Any, demo: gr.Blocks, chatbot: gr.Chatbot) -> ChatsPa
 
     # No spinner, orange outline or red "Error" pill over the chat (user-level refusals are toasts); a
     # re-run shows its progress in the chat's corner only, as an answer does.
-    quiet: dict[str, Any] = {"show_progress": "hidden"}
+    quiet = QUIET
     demo.load(on_load, browser_id, [chatbot, past, browser_id], **private, **quiet)
     new_chat.click(on_new_chat, None, [chatbot, past], **private, **quiet)
     past.input(on_reopen, past, [chatbot, past], **private, **quiet)

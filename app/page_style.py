@@ -7,14 +7,25 @@
   box and the Files panel (the handlers also pass show_progress; this catches what they cannot reach).
 - Narrow screens (phones): the side column already wraps below the chat; the chat gets shorter and the
   message row with Send/Stop sticks to the bottom of the screen, so Stop is always in reach.
-- The approval box (execution mode "ask") sits right under the chat; `SCROLL_TO_APPROVAL_JS` scrolls it
-  into view when it appears, so the code to approve and its Run button are on screen together.
+- The approval box (execution mode "ask") sits right under the chat; `PAGE_JS` scrolls it into view when
+  it appears, so the code to approve and its Run button are on screen together.
+- The chat follows a growing answer while the reader is at its bottom (`PAGE_JS`, in place of Gradio's
+  autoscroll, which laid the page out inside every streamed update).
 
 What this module deliberately does not do: style the execution messages themselves (`app.view` owns
 their marks and CSS) or build any component (`app.ui`).
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+# Handlers whose outputs should not get Gradio's spinner, orange outline or red "Error" pill: every event
+# but the answers (those show their progress, and their queue place, in the chat's corner only). No
+# progress targets at all (`show_progress_on=[]`), not only hidden ones: the page keeps a loading status
+# for every component that was ever a target, and on every streamed message of any event it refreshes
+# them all, copying each one's value (the chat's whole history included) before the message can show.
+QUIET: dict[str, Any] = {"show_progress": "hidden", "show_progress_on": []}
 
 # Element ids used here are set in app.ui: chatbot, prompt-row, send-stop, approval, notice.
 PAGE_CSS = """
@@ -54,28 +65,45 @@ PAGE_CSS = """
 }
 """
 
-# Runs once per page load (`demo.load(None, js=...)`): when the approval box becomes visible, bring it on
-# screen; a MutationObserver because the box is shown by a streamed update, not by an event of its own.
-# Whether it is visible is read at the next frame, once per frame: reading it (offsetParent) lays the page
-# out, and done in the observer it forced a layout on every streamed update before the text could show.
-SCROLL_TO_APPROVAL_JS = """
+# Runs once per page load (`demo.load(None, js=...)`). Both jobs read the layout, so both run once per frame
+# (requestAnimationFrame, queued by one MutationObserver), when the browser lays the page out anyway:
+# - the approval box: when it becomes visible (a streamed update shows it, not an event of its own), bring
+#   it on screen. Done in the observer, reading `offsetParent` forced a layout on every streamed update
+#   before its text could show;
+# - following the answer: while the reader is at the bottom of the chat (within 100 px, as Gradio's own
+#   autoscroll), the chat stays scrolled to the bottom as the answer grows; scrolling up stops it, scrolling
+#   back down resumes it. Gradio's autoscroll (off in app.ui) read offsetHeight inside every update, a
+#   forced layout of the whole page (3-10 ms here) before each streamed output could reach the page.
+PAGE_JS = """
 () => {
-  let shown = false;
+  const FOLLOW_MARGIN_PX = 100;
+  let follow = true;
+  let approvalShown = false;
   let queued = false;
-  const check = () => {
+  const atBottom = (el) => el.scrollTop + el.clientHeight >= el.scrollHeight - FOLLOW_MARGIN_PX;
+  // Scroll events do not bubble: listen in the capture phase for the chat's scroller, whenever it exists.
+  document.addEventListener('scroll', (event) => {
+    const el = event.target;
+    if (el instanceof Element && el.matches('#chatbot .bubble-wrap')) follow = atBottom(el);
+  }, true);
+  const frame = () => {
     queued = false;
     const box = document.querySelector('#approval');
     const visible = !!box && box.offsetParent !== null;
-    if (visible && !shown) {
-      box.scrollIntoView({block: 'nearest', behavior: 'smooth'});
+    if (visible && !approvalShown) box.scrollIntoView({block: 'nearest', behavior: 'smooth'});
+    approvalShown = visible;
+    const scroller = follow && document.querySelector('#chatbot .bubble-wrap');
+    if (scroller && scroller.scrollTop + scroller.clientHeight < scroller.scrollHeight - 1) {
+      scroller.scrollTop = scroller.scrollHeight;
     }
-    shown = visible;
   };
   new MutationObserver(() => {
     if (!queued) {
       queued = true;
-      requestAnimationFrame(check);
+      requestAnimationFrame(frame);
     }
-  }).observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ['class', 'style']});
+  }).observe(document.body, {
+    subtree: true, childList: true, characterData: true, attributes: true, attributeFilter: ['class', 'style'],
+  });
 }
 """

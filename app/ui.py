@@ -56,7 +56,7 @@ from app.auth import AccessDenied, Caller, caller_of
 from app.chat import BusyError, Chat, ChatSessions, LoopRunner, SessionLimitError, Settings
 from app.files import snapshot_for_download, upload_into, workdir_files
 from app.history_panel import add_history_panel
-from app.page_style import PAGE_CSS, SCROLL_TO_APPROVAL_JS
+from app.page_style import PAGE_CSS, PAGE_JS, QUIET
 from app.safe_markdown import sanitize_messages
 from app.uploads import describe
 from app.view import EXEC_CSS, ImageStore, render_turn, render_turns, uploads_text
@@ -127,10 +127,6 @@ def _send_stop(busy: bool) -> dict:
 # Shown in the chat from the moment a message is accepted until the model's first words arrive (a model
 # may take seconds to start, or the message waits in the queue).
 THINKING = {"role": "assistant", "content": "", "metadata": {"title": "Thinking…", "status": "pending"}}
-
-# Handlers whose outputs should not get Gradio's spinner, orange outline or red "Error" pill: every event
-# but the answers (those show their progress, and their queue place, in the chat's corner only).
-QUIET: dict[str, Any] = {"show_progress": "hidden"}
 
 
 class WaitingMessages:
@@ -291,6 +287,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                     show_label=False,  # Gradio's floating label covered the first message
                     buttons=["copy", "copy_all"],
                     feedback_options=None,
+                    autoscroll=False,  # app.page_style.PAGE_JS follows the answer, once per frame
                     # Two tasks of benchmarks.chat_tasks, worded as there, that the GPU-less stand-in does.
                     placeholder="Ask for something that needs code, e.g. *Plot the squares of 1 to 10 as a bar "
                     "chart and save it as bars.png.* or *What is 2 to the power of 20?*",
@@ -363,7 +360,10 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                 chats_panel = add_history_panel(ctx, demo, chatbot)
 
         settings_inputs = [temperature, top_p, max_new_tokens, max_rounds, execution_mode]
-        chat_outputs = [chatbot, prompt, approval_box, approval_code, workdir_files, send_stop]
+        # What an answer's updates change. Only these: Gradio builds a new component for every output an
+        # update skips (gr.skip()), config and schema included, on its event loop, for every streamed
+        # update (the Files panel alone cost 3 ms of each). The Files panel is refreshed once, after it.
+        chat_outputs = [chatbot, approval_box, approval_code, send_stop]
         unchanged = tuple(gr.skip() for _ in chat_outputs)
         waiting = WaitingMessages()
 
@@ -386,16 +386,14 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                     shown = history + _shown_turn(turn, ctx.images)
                     if not (turn.raw_text().strip() or turn.executions()):
                         shown += sanitize_messages([THINKING])
-                    yield shown, gr.skip(), box, code, gr.skip(), button
+                    yield shown, box, code, button
                     button = gr.skip()
             except BusyError as exc:  # a race the page's own checks did not catch: said, not raised
                 gr.Warning(str(exc))
             yield (
                 _shown_turns(chat.turns, ctx.images),
-                gr.skip(),
                 gr.update(visible=False),
                 gr.skip(),
-                _files_of(ctx, chat),
                 _send_stop(busy=False),
             )
 
@@ -580,12 +578,19 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         # queued): Gradio drops a step whose previous run is pending unless its trigger_mode is "multiple".
         at_once: dict[str, Any] = {"concurrency_limit": None, **QUIET, **private}
         step_one = [chatbot, prompt, pending, send_stop]
+
+        def after_answer(event) -> None:
+            """Once an answer ends (or fails): the Files panel shows what the code wrote, and the list of past
+            chats shows this chat."""
+            event.then(on_refresh, None, workdir_files, **QUIET, **private)
+            chats_panel.follow(event)
+
         for pressed in (
             prompt.submit(on_enqueue, prompt, step_one, **at_once),
             send_stop.click(on_press, [send_stop, prompt], step_one, **at_once),
         ):
             accepted = pressed.success(to_answer, pending, None, trigger_mode="multiple", **at_once)
-            chats_panel.follow(  # the list of past chats shows this chat once it is answered
+            after_answer(
                 accepted.success(
                     on_submit,
                     [pending, *settings_inputs],
@@ -596,7 +601,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                     **chat_group,
                 )
             )
-        chats_panel.follow(
+        after_answer(
             retry.click(on_retry, settings_inputs, chat_outputs, **answering, **private, **chat_group)
         )
         undo.click(on_undo, None, [chatbot, prompt], **QUIET, **private)
@@ -611,7 +616,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         skip_code.click(on_skip, None, approval_box, concurrency_limit=None, **QUIET, **private)
         upload.upload(on_upload, upload, [upload, workdir_files, chatbot], **QUIET, **private)
         refresh.click(on_refresh, None, workdir_files, **QUIET, **private)
-        demo.load(None, js=SCROLL_TO_APPROVAL_JS)
+        demo.load(None, js=PAGE_JS)
 
         def on_export_ipynb(request: gr.Request):
             return on_export("ipynb", request)
