@@ -72,7 +72,7 @@ PAGE_CSS = """
 #   before its text could show;
 # - following the answer: while the reader is at the bottom of the chat (within 100 px, as Gradio's own
 #   autoscroll), the chat stays scrolled to the bottom as the answer grows; scrolling up stops it, scrolling
-#   back down resumes it. Gradio's autoscroll (off in app.ui) read offsetHeight inside every update, a
+#   back down or sending a message resumes it. Gradio's autoscroll (off in app.ui) read offsetHeight inside every update, a
 #   forced layout of the whole page (3-10 ms here) before each streamed output could reach the page.
 PAGE_JS = """
 () => {
@@ -85,6 +85,14 @@ PAGE_JS = """
   document.addEventListener('scroll', (event) => {
     const el = event.target;
     if (el instanceof Element && el.matches('#chatbot .bubble-wrap')) follow = atBottom(el);
+  }, true);
+  // Sending a message (Enter in the message box, or the Send button) means reading its answer: follow again.
+  document.addEventListener('keydown', (event) => {
+    const el = event.target;
+    if (event.key === 'Enter' && !event.shiftKey && el instanceof Element && el.closest('#prompt')) follow = true;
+  }, true);
+  document.addEventListener('click', (event) => {
+    if (event.target instanceof Element && event.target.closest('#send-stop')) follow = true;
   }, true);
   const frame = () => {
     queued = false;

@@ -376,6 +376,37 @@ def test_no_label_covers_the_messages(app, page):
     screenshot(page, "controls-08-no-label-over-messages")
 
 
+AT_BOTTOM = "el => el.scrollTop + el.clientHeight >= el.scrollHeight - 2"
+
+
+def test_the_chat_follows_the_answer_until_the_reader_scrolls_up(app, page):
+    """app.page_style.PAGE_JS (in place of Gradio's autoscroll): at the bottom, the chat stays there as an
+    answer grows; scrolled up, a streaming output leaves the reader where they are; sending follows again."""
+    open_chat(page, app.url)
+    lines = "\n\n".join(f"line {i}" for i in range(40))  # taller than the chat
+    type_and_enter(page, f"say: {lines}")
+    wait_bot_text(page, "line 39")
+    wait_label(page, "Send")
+    scroller = page.locator("#chatbot .bubble-wrap").first
+    page.wait_for_function(f"() => ({AT_BOTTOM})(document.querySelector('#chatbot .bubble-wrap'))")
+
+    # Output that streams for about three seconds; the reader scrolls up once it has begun.
+    type_and_enter(
+        page, "run: import time\nfor i in range(60):\n    print(f'row {i}', flush=True)\n    time.sleep(0.05)"
+    )
+    wait_bot_text(page, "row 5")
+    scroller.evaluate("el => el.scrollTop = 0")
+    wait_bot_text(page, "row 59")
+    wait_label(page, "Send")
+    assert scroller.evaluate("el => el.scrollTop") < 50, "the streaming output pulled the reader down"
+    screenshot(page, "controls-09-scrolled-up-while-output-streams")
+
+    type_and_enter(page, "say: back to the bottom")
+    wait_bot_text(page, "back to the bottom")
+    wait_label(page, "Send")
+    page.wait_for_function(f"() => ({AT_BOTTOM})(document.querySelector('#chatbot .bubble-wrap'))")
+
+
 def test_phone_width_keeps_send_stop_on_screen(app, browser):
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     page = context.new_page()
