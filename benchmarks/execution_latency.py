@@ -23,7 +23,18 @@ the loop alone, and on screen in the chat app.
    kernel's whole execution time, duration_s, is printed beside it). Baseline, same run, same sandbox:
    the bare kernel's call -> first output, as above; the app's own share is the difference.
 
-Timings on a machine shared with other jobs are noisy: compare the loop with its baseline of the same run.
+Timings on a machine shared with other jobs are noisy: compare the loop with its baseline of the same run,
+and use 30 runs for the page (10-run medians moved by 5 ms from one run to the next).
+
+What the page's number rests on (each measured here; undo one and the median grows by 3-10 ms):
+- the loop announces an execution with its first output (`announce_wait_s`), and text updates go out at
+  most every 50 ms (app.chat.TEXT_INTERVAL_S), so the browser is not busy with old text when output comes;
+- an answer's updates name only the outputs they may change (app.ui `chat_outputs`): Gradio builds a new
+  component, config and schema included, for every output an update skips, on every update;
+- events other than answers have no progress targets (app.page_style.QUIET): the page refreshes the
+  loading status of every component that was ever a target on every streamed message, copying its value;
+- the chat follows the answer once per frame (app.page_style.PAGE_JS), not with Gradio's autoscroll, which
+  laid the page out inside every update.
 
 What it deliberately does not measure: generation speed (see benchmarks.loop_overhead) or kernel start.
 """

@@ -175,6 +175,23 @@ def test_kernels_retire_after_their_reuse_count(sandbox):
         pool.close()
 
 
+def test_a_kernels_successor_starts_with_its_last_job_and_is_ready_when_it_retires(sandbox):
+    pool = RecyclingPool(lambda: Session(sandbox, timeout_s=20), reuse=2, warm=0, max_starting=1)
+    try:
+        first = pool.acquire()
+        pool.release(first)
+        assert pool.wait_idle(1, timeout_s=30) and pool.stats["started"] == 1  # no successor yet
+        assert pool.acquire() is first  # its last job: the successor starts now, while it works
+        assert pool.wait_idle(1, timeout_s=30), "no successor came up while the last job ran"
+        successor = pool._idle[0]
+        pool.release(first)
+        assert first.closed and pool.acquire() is successor
+        assert pool.stats["started"] == 2
+        pool.release(successor)
+    finally:
+        pool.close()
+
+
 def test_reuse_zero_is_a_fresh_kernel_per_job(sandbox):
     pool = RecyclingPool(lambda: Session(sandbox, timeout_s=20), reuse=0, warm=1)
     try:

@@ -1,0 +1,172 @@
+"""Where the time of `benchmarks.pipeline_throughput`'s default run goes, beyond the ideal.
+
+Run: `python -m benchmarks.pipeline_breakdown [--items 200] [--concurrency 32] [--latency 0.3] [--prestarted N]`.
+
+The same run as pipeline_throughput's default configuration (scripted teacher in its own process, local
+sandbox, `--kernel-reuse 20`), measured from inside: every item's start and end, every model call's
+duration and every wait for a kernel are recorded (by wrapping `ItemRunner.run`, `ModelClient._call` and
+`RecyclingPool.acquire` in this process; nothing else changes). With C items in flight the run's wall time
+is the ideal (calls x latency / C) plus, each divided by C:
+
+- call overhead: what the calls took beyond the teacher's latency (HTTP, client, server);
+- kernel waits: items waiting for a sandbox (at the start of a run, while kernels boot);
+- executions: the code's runs, kernel waits excluded;
+- the rest of the items' own work (the loop, verification, records);
+- the tail: workers with no item left while the last items finish (with items of unequal length this is
+  about one item's length; it shrinks relative to the run as the run grows);
+- before the first item and after the last (start-up, summary).
+
+`--prestarted N`: a what-if, not a configuration users can choose: the pool's N kernels are started and
+ready before the clock starts, so the run shows what it would take if kernel starts cost nothing.
+
+What it deliberately does not do: compare configurations (pipeline_throughput does) or profile the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from benchmarks import pipeline_throughput as throughput
+
+
+def instrument(prestarted: int) -> dict:
+    """Wrap the pipeline's item, call and kernel-wait entry points; returns the dict they record into."""
+    from data_pipeline import client as client_module
+    from data_pipeline import item as item_module
+    from interpreter import recycle
+
+    log: dict = {"items": [], "calls": [], "waits": [], "execs": [], "clock": None}
+    lock = threading.Lock()
+
+    call = client_module.ModelClient._call
+
+    def timed_call(self, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            yield from call(self, *args, **kwargs)
+        finally:
+            with lock:
+                log["calls"].append(time.perf_counter() - started)
+
+    run_block = item_module.ItemSession.run_block
+
+    def timed_run_block(self, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return run_block(self, *args, **kwargs)
+        finally:
+            with lock:
+                log["execs"].append(time.perf_counter() - started)
+
+    acquire = recycle.RecyclingPool.acquire
+
+    def timed_acquire(self):
+        started = time.perf_counter()
+        try:
+            return acquire(self)
+        finally:
+            with lock:
+                log["waits"].append(time.perf_counter() - started)
+
+    run = item_module.ItemRunner.run
+
+    def timed_run(self, seed, item_id):
+        started = time.perf_counter()
+        try:
+            return run(self, seed, item_id)
+        finally:
+            with lock:
+                log["items"].append((started, time.perf_counter(), threading.get_ident()))
+
+    pool_init = recycle.RecyclingPool.__init__
+
+    def init(self, *args, **kwargs):
+        if prestarted:
+            kwargs["warm"] = prestarted
+        pool_init(self, *args, **kwargs)
+        if prestarted:
+            while True:
+                with self._changed:
+                    if len(self._idle) >= prestarted:
+                        break
+                time.sleep(0.05)
+            log["clock"] = time.perf_counter()  # the what-if's clock starts with every kernel ready
+
+    client_module.ModelClient._call = timed_call
+    item_module.ItemSession.run_block = timed_run_block
+    recycle.RecyclingPool.acquire = timed_acquire
+    item_module.ItemRunner.run = timed_run
+    recycle.RecyclingPool.__init__ = init
+    return log
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--latency", type=float, default=0.3, help="seconds per teacher call")
+    parser.add_argument("--prestarted", type=int, default=0, help="what-if: N kernels ready before the clock")
+    args = parser.parse_args()
+
+    log = instrument(args.prestarted)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        teacher = throughput.start_teacher_process(tmp / "teacher-url", args.latency)
+        try:
+            warm = throughput.write_seeds(tmp / "warm.jsonl", 4, offset=30_000)
+            throughput.run(warm, tmp / "warm", teacher.base_url, 4, "local", None, 1, 0)
+            for key in ("items", "calls", "waits", "execs"):
+                log[key].clear()
+            seeds = throughput.write_seeds(tmp / "seeds.jsonl", args.items)
+            started = time.perf_counter()
+            result = throughput.run(
+                seeds, tmp / "out", teacher.base_url, args.concurrency, "local", None, 20, 4
+            )
+            ended = time.perf_counter()
+        finally:
+            teacher.stop()
+    if log["clock"] is not None:
+        started = log["clock"]
+    c, latency = args.concurrency, args.latency
+    wall = ended - started
+    calls, waits = log["calls"], sum(log["waits"])
+    ideal = len(calls) * latency / c
+    first = min(s for s, _, _ in log["items"])
+    last = max(e for _, e, _ in log["items"])
+    busy = sum(e - s for s, e, _ in log["items"])
+    workers = len({t for _, _, t in log["items"]})
+    call_overhead = sum(calls) - len(calls) * latency
+    execs = sum(log["execs"]) - waits  # a kernel is acquired inside the first run_block of an item
+    rest = busy - sum(calls) - sum(log["execs"])
+    tail = workers * (last - first) - busy
+    rows = [
+        ("ideal (calls x latency / concurrency)", ideal),
+        ("call overhead", call_overhead / c),
+        ("kernel waits", waits / c),
+        ("executions (waits excluded)", execs / c),
+        ("the rest of the items' work", rest / c),
+        ("tail (workers idle at the end)", tail / c),
+        ("before the first item, after the last", (first - started) + (ended - last)),
+    ]
+    what = (
+        f"what-if: {args.prestarted} kernels ready before the clock" if args.prestarted else "as users run it"
+    )
+    print(
+        f"{result['items']} items, {len(calls)} calls, {c} in flight, {latency * 1000:.0f} ms per call ({what}); "
+        f"load after: {throughput.load()}"
+    )
+    for name, seconds in rows:
+        print(f"  {name:<40} {seconds:6.2f} s")
+    print(f"  {'sum':<40} {sum(s for _, s in rows):6.2f} s")
+    print(f"  {'measured wall time':<40} {wall:6.2f} s = {ideal / wall:.0%} of the ideal")
+    spread = collections.Counter(round(e - s, 1) for s, e, _ in log["items"])
+    print("item durations (s: count):", ", ".join(f"{k}: {v}" for k, v in sorted(spread.items())))
+
+
+if __name__ == "__main__":
+    main()
