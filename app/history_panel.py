@@ -187,12 +187,11 @@ def add_history_panel(ctx: Any, demo: gr.Blocks, chatbot: gr.Chatbot) -> ChatsPa
 
     # No spinner, orange outline or red "Error" pill over the chat (user-level refusals are toasts); a
     # re-run shows its progress in the chat's corner only, as an answer does.
-    quiet = QUIET
-    demo.load(on_load, browser_id, [chatbot, past, browser_id], **private, **quiet)
-    new_chat.click(on_new_chat, None, [chatbot, past], **private, **quiet)
-    past.input(on_reopen, past, [chatbot, past], **private, **quiet)
+    demo.load(on_load, browser_id, [chatbot, past, browser_id], **private, **QUIET)
+    new_chat.click(on_new_chat, None, [chatbot, past], **private, **QUIET)
+    past.input(on_reopen, past, [chatbot, past], **private, **QUIET)
     record_file.upload(
-        on_record, [record_file, record_number], [chatbot, record_file, past], **private, **quiet
+        on_record, [record_file, record_number], [chatbot, record_file, past], **private, **QUIET
     )
 
     def on_refresh(request: gr.Request):

@@ -72,8 +72,8 @@ PAGE_CSS = """
 #   before its text could show;
 # - following the answer: while the reader is at the bottom of the chat (within 100 px, as Gradio's own
 #   autoscroll), the chat stays scrolled to the bottom as the answer grows; scrolling up stops it, scrolling
-#   back down or sending a message resumes it. Gradio's autoscroll (off in app.ui) read offsetHeight inside every update, a
-#   forced layout of the whole page (3-10 ms here) before each streamed output could reach the page.
+#   back down or sending a message resumes it. Gradio's autoscroll (off in app.ui) read offsetHeight inside
+#   every update, a forced layout of the whole page (3-10 ms here) before each streamed output could show.
 PAGE_JS = """
 () => {
   const FOLLOW_MARGIN_PX = 100;
