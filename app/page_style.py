@@ -78,13 +78,19 @@ PAGE_JS = """
 () => {
   const FOLLOW_MARGIN_PX = 100;
   let follow = true;
+  let lastTop = 0;
   let approvalShown = false;
   let queued = false;
   const atBottom = (el) => el.scrollTop + el.clientHeight >= el.scrollHeight - FOLLOW_MARGIN_PX;
   // Scroll events do not bubble: listen in the capture phase for the chat's scroller, whenever it exists.
+  // Only a move up stops following: a scroll event can arrive after the answer grew again, and by then the
+  // position this script scrolled to may be far from the new bottom.
   document.addEventListener('scroll', (event) => {
     const el = event.target;
-    if (el instanceof Element && el.matches('#chatbot .bubble-wrap')) follow = atBottom(el);
+    if (!(el instanceof Element) || !el.matches('#chatbot .bubble-wrap')) return;
+    if (atBottom(el)) follow = true;
+    else if (el.scrollTop < lastTop - 1) follow = false;
+    lastTop = el.scrollTop;
   }, true);
   // Sending a message (Enter in the message box, or the Send button) means reading its answer: follow again.
   document.addEventListener('keydown', (event) => {
