@@ -2,7 +2,8 @@
 line every sandbox uses (docker too).
 
 - `python_layout`, `ancestors`: where the host's Python lives, for binding or reaching it;
-- `kernel_argv`: the kernel command (`python -I -B -c KERNEL_LAUNCH ...`: ipykernel without debugpy), the same in every sandbox;
+- `kernel_argv`: the kernel command (`python -I -B -c KERNEL_LAUNCH ...`: ipykernel without debugpy), the
+  same in every sandbox;
 - `limits_prefix`: prlimit + cgroup entry in front of a command, so the limits hold before anything runs;
 - `spawn`: start long-lived processes from one process-wide thread (PR_SET_PDEATHSIG is per thread);
 - `LogTail`: a kernel's own stdout/stderr, only the last few KB kept;
@@ -171,7 +172,7 @@ def kernel_argv(python: str, connection_file: str) -> list[str]:
 
     The launch code (`KERNEL_LAUNCH`) is ipykernel_launcher's with debugpy hidden while ipykernel starts:
     ipykernel imports debugpy at every start to offer a debugger the host never asks for, which was about a
-    third of a kernel start's CPU (0.1 of 0.33 s; it matters when a pipeline starts kernels by the dozen).
+    fifth of a kernel start's CPU (0.07 of 0.33 s; it matters when a pipeline starts kernels by the dozen).
     ipykernel treats the failed import as "no debugpy" and answers debug requests with an error; the prelude
     removes the marker, so the code's own `import debugpy` still works.
     """
