@@ -34,13 +34,14 @@ from pathlib import Path
 from benchmarks import pipeline_throughput as throughput
 
 
-def instrument(prestarted: int) -> dict:
+def instrument() -> dict:
     """Wrap the pipeline's item, call and kernel-wait entry points; returns the dict they record into."""
     from data_pipeline import client as client_module
     from data_pipeline import item as item_module
     from interpreter import recycle
 
-    log: dict = {"items": [], "calls": [], "waits": [], "execs": [], "clock": None}
+    # "prestarted" is set once the untimed warm-up run is over: only the measured run's pool starts them.
+    log: dict = {"items": [], "calls": [], "waits": [], "execs": [], "clock": None, "prestarted": 0}
     lock = threading.Lock()
 
     call = client_module.ModelClient._call
@@ -86,6 +87,7 @@ def instrument(prestarted: int) -> dict:
     pool_init = recycle.RecyclingPool.__init__
 
     def init(self, *args, **kwargs):
+        prestarted = log["prestarted"]
         if prestarted:
             kwargs["warm"] = prestarted
         pool_init(self, *args, **kwargs)
@@ -113,7 +115,7 @@ def main() -> None:
     parser.add_argument("--prestarted", type=int, default=0, help="what-if: N kernels ready before the clock")
     args = parser.parse_args()
 
-    log = instrument(args.prestarted)
+    log = instrument()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         teacher = throughput.start_teacher_process(tmp / "teacher-url", args.latency)
@@ -122,6 +124,7 @@ def main() -> None:
             throughput.run(warm, tmp / "warm", teacher.base_url, 4, "local", None, 1, 0)
             for key in ("items", "calls", "waits", "execs"):
                 log[key].clear()
+            log["prestarted"] = args.prestarted
             seeds = throughput.write_seeds(tmp / "seeds.jsonl", args.items)
             started = time.perf_counter()
             result = throughput.run(

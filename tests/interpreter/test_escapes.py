@@ -144,7 +144,7 @@ def test_kernel_start_never_runs_modules_planted_in_the_workdir_or_pkgs(sandbox_
     try:
         payload = _payload("start", knocks) + "raise SystemExit(3)\n"
         plant = (
-            "for name in ('ipykernel_launcher.py', 'sitecustomize.py', 'usercustomize.py',\n"
+            "for name in ('ipykernel_launcher.py', 'sitecustomize.py', 'usercustomize.py', 'debugpy.py',\n"
             "             'ipython_config.py', 'ipython_kernel_config.py', 'jupyter_config.py'):\n"
             f"    open('/work/' + name, 'w').write({payload!r})\n"
             "import os\nos.makedirs('/work/ipykernel', exist_ok=True)\n"
@@ -155,6 +155,7 @@ def test_kernel_start_never_runs_modules_planted_in_the_workdir_or_pkgs(sandbox_
         assert session.run(plant).stdout == "planted\n"
         (session.dirs.pkgs / "sitecustomize.py").write_text(payload)
         (session.dirs.pkgs / "zz-evil.pth").write_text("import sitecustomize\n")
+        (session.dirs.pkgs / "debugpy.py").write_text(payload)  # the launch hides debugpy; nothing imports it
         (session.dirs.pkgs / "pkgs_probe.py").write_text("VALUE = 'from /pkgs'\n")
         for _ in range(2):
             session.restart()
