@@ -3,7 +3,7 @@
 Run: `python -m benchmarks.pipeline_breakdown [--items 200] [--concurrency 32] [--latency 0.3] [--prestarted N]`.
 
 The same run as pipeline_throughput's default configuration (scripted teacher in its own process, local
-sandbox, `--kernel-reuse 20`), measured from inside: every item's start and end, every model call's
+sandbox, generate's defaults), measured from inside: every item's start and end, every model call's
 duration and every wait for a kernel are recorded (by wrapping `ItemRunner.run`, `ModelClient._call` and
 `RecyclingPool.acquire` in this process; nothing else changes). With C items in flight the run's wall time
 is the ideal (calls x latency / C) plus, each divided by C:
@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 from benchmarks import pipeline_throughput as throughput
+from interpreter.recycle import DEFAULT_KERNEL_REUSE
 
 
 def instrument() -> dict:
@@ -113,6 +114,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--latency", type=float, default=0.3, help="seconds per teacher call")
     parser.add_argument("--prestarted", type=int, default=0, help="what-if: N kernels ready before the clock")
+    parser.add_argument(
+        "--kernel-reuse", type=int, default=DEFAULT_KERNEL_REUSE, help="generate's --kernel-reuse"
+    )
     args = parser.parse_args()
 
     log = instrument()
@@ -128,7 +132,7 @@ def main() -> None:
             seeds = throughput.write_seeds(tmp / "seeds.jsonl", args.items)
             started = time.perf_counter()
             result = throughput.run(
-                seeds, tmp / "out", teacher.base_url, args.concurrency, "local", None, 20, 4
+                seeds, tmp / "out", teacher.base_url, args.concurrency, "local", None, args.kernel_reuse, None
             )
             ended = time.perf_counter()
         finally:

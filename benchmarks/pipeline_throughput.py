@@ -63,7 +63,7 @@ def run(
     sandbox: str,
     executions: int | None,
     reuse: int,
-    warm: int,
+    warm: int | None,
     teacher_pid: int | None = None,
 ) -> dict:
     from data_pipeline.cli import main
@@ -87,11 +87,11 @@ def run(
         str(concurrency),
         "--no-decontamination",
         "--no-progress",
-        "--warm-kernels",
-        str(warm),
         "--kernel-reuse",
         str(reuse),
     ]
+    if warm is not None:
+        args += ["--warm-kernels", str(warm)]
     if executions:
         args += ["--max-executions", str(executions)]
     cpu_before = os.times()
@@ -122,7 +122,7 @@ def run(
     }
 
 
-def kernel_floor(items: int, concurrency: int, sandbox_name: str, warm: int) -> float:
+def kernel_floor(items: int, concurrency: int, sandbox_name: str, warm: int | None) -> float:
     """Seconds to start, use once and close `items` fresh kernels, `concurrency` at a time, through the
     pool the pipeline uses (at most one start per CPU at once), with no model calls: the least a run of
     `items` items with a fresh kernel each can take here."""
@@ -133,6 +133,7 @@ def kernel_floor(items: int, concurrency: int, sandbox_name: str, warm: int) -> 
     from interpreter.session import Session
 
     sandbox = make_sandbox(sandbox_name)
+    warm = (os.cpu_count() or 1) if warm is None else warm  # generate's default
     pool = RecyclingPool(lambda: Session(sandbox), reuse=0, warm=min(warm, concurrency))
 
     def one(_):
@@ -217,7 +218,7 @@ def main() -> None:
         default=DEFAULT_KERNEL_REUSE,
         help=f"the measured configuration's --kernel-reuse (default: generate's, {DEFAULT_KERNEL_REUSE})",
     )
-    parser.add_argument("--warm-kernels", type=int, default=4, help="generate's --warm-kernels (default 4)")
+    parser.add_argument("--warm-kernels", type=int, help="generate's --warm-kernels (default: generate's)")
     parser.add_argument("--no-fresh", action="store_true", help="skip the fresh-kernel-per-item comparison")
     parser.add_argument("--no-floor", action="store_true", help="skip the kernel floor measurement")
     args = parser.parse_args()

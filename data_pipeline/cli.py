@@ -140,8 +140,9 @@ def add_generate_parser(commands) -> argparse.ArgumentParser:
     run.add_argument(
         "--warm-kernels",
         type=non_negative_int,
-        default=4,
-        help="kernels kept started ahead in the pool (default 4)",
+        metavar="N",
+        help="kernels started ahead in the pool (default: one per CPU; more would boot no sooner, each "
+        "slowing the others)",
     )
     run.add_argument(
         "--kernel-reuse",

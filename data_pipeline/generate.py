@@ -325,12 +325,14 @@ def generate(args) -> int:
     questioner = client(teacher, questioner_model)
     programmer = client(programmer_backend, programmer_model)
     exec_slots = threading.Semaphore(args.max_executions or max(1, os.cpu_count() or 1))
-    # Kernels: started ahead (`--warm-kernels`), at most as many booting at once as there are CPUs, and
-    # with `--kernel-reuse N` reset and handed to the next item up to N times (interpreter.recycle).
+    # Kernels: `--warm-kernels` started ahead (one per CPU), and with `--kernel-reuse N` reset and handed to
+    # the next job, up to N jobs each (interpreter.recycle); a failed attempt parks its kernel until the
+    # revision (ItemSession.park).
+    warm = (os.cpu_count() or 1) if args.warm_kernels is None else args.warm_kernels
     pool = RecyclingPool(
         lambda: Session(sandbox, timeout_s=args.execution_timeout),
         reuse=args.kernel_reuse,
-        warm=min(args.warm_kernels, args.concurrency),
+        warm=min(warm, args.concurrency),
     )
     settings = ItemSettings(
         questioner_params=build_params(args),
@@ -343,7 +345,10 @@ def generate(args) -> int:
         programmer,
         prompts,
         settings,
-        lambda: ItemSession(pool.acquire, exec_slots, pool.release),
+        # Without reuse every kernel is fresh: parking between attempts would cost each failing item a start.
+        lambda: ItemSession(
+            pool.acquire, exec_slots, pool.release, park_between_attempts=args.kernel_reuse > 0
+        ),
         stop,
         identity,
     )

@@ -59,6 +59,10 @@ STAGE = "teaching"
 VERIFIED, REJECTED, FAILED, STOPPED = "verified", "rejected", "failed", "stopped"
 DEFAULT_MAX_ATTEMPTS = 7  # the cap reported for the paper
 ERROR_CHARS = 2000  # of a failing run's output shown to the questioner
+# A failed attempt whose blocks ran longer than this keeps its kernel until the revision (ItemSession.park):
+# replaying them would cost more than the kernel start it saves.
+REPLAY_MAX_S = 2.0
+REPLAY_DIVERGED_FLAG = "replay_diverged"
 
 _PIP = re.compile(r"\bpip3?\s+install\s+([^\n;&|]+)")
 
@@ -91,32 +95,48 @@ class ItemSession:
     On `close` the session goes back through `release(session, retire)`: `retire` is None when a reset
     can clean what the item did (the pool may then hand the kernel to a later item, see
     interpreter.recycle), else the first reason it must not be reused (an sh block, a timeout, a crash,
-    lost state, an output flood, an interrupt or kill: `interpreter.recycle.retire_reason`)."""
+    lost state, an output flood, an interrupt or kill: `interpreter.recycle.retire_reason`).
+
+    Between attempts (`park`): a failed attempt's kernel would sit idle for three model calls (the
+    programmer's sentence, the questioner's analysis, the revision), seconds each with a real teacher, so
+    a run held one kernel per failing item in flight. Parked, it goes back to the pool; the next
+    `run_block` takes a kernel and first replays the item's earlier blocks into it, their output dropped,
+    so the revision runs on the state it would have found in one kernel (as "restart and run all" does in
+    a notebook). Only where that replay is cheap and faithful: python blocks only, nothing that retires a
+    kernel (an install, a timeout, a crash), at most `REPLAY_MAX_S` of execution so far; anything else
+    keeps its kernel. A replayed block that ends otherwise than it did (code that depends on time or
+    randomness) sets `replay_diverged`, recorded as a flag on the item."""
 
     def __init__(
         self,
         acquire: Callable[[], object],
         slots: threading.Semaphore,
         release: Callable[[object, str | None], None] | None = None,
+        park_between_attempts: bool = True,
     ):
         self._acquire = acquire
         self._release = release
         self._slots = slots
         self._session = None
         self._lock = threading.Lock()
+        self._may_park = park_between_attempts and release is not None
+        # What ran in the item's kernel state, in order: (normalised language, language, code, timeout_s,
+        # result).
+        self._history: list[tuple] = []
         self.retire: str | None = None  # the first reason this kernel must not serve another item
+        self.replay_diverged = False
 
     def _real(self):
         with self._lock:
             if self._session is None:
                 self._session = self._acquire()
+                self._replay(self._session)
             return self._session
 
-    def run_block(self, language, code, on_output=None, timeout_s=None):
+    def _execute(self, session, language, code, on_output, timeout_s):
         from interpreter.protocol import normalize_language
         from interpreter.recycle import retire_reason
 
-        session = self._real()
         lang = normalize_language(language or "python") or language
         if lang == "sh" and self.retire is None:
             self.retire = retire_reason("sh", None)  # before it runs: a failed install may leave files too
@@ -124,7 +144,34 @@ class ItemSession:
             result = session.run_block(language, code, on_output=on_output, timeout_s=timeout_s)
         if self.retire is None:
             self.retire = retire_reason(lang, result)
+        self._history.append((lang, language, code, timeout_s, result))
         return result
+
+    def _replay(self, session) -> None:
+        earlier, self._history = self._history, []
+        for _, language, code, timeout_s, original in earlier:
+            if _ending(self._execute(session, language, code, None, timeout_s)) != _ending(original):
+                self.replay_diverged = True
+
+    def run_block(self, language, code, on_output=None, timeout_s=None):
+        return self._execute(self._real(), language, code, on_output, timeout_s)
+
+    def park(self) -> bool:
+        """Give the kernel back until the next `run_block` (see the class docstring); False when this item
+        keeps it: replaying would be slow or not faithful."""
+        with self._lock:
+            ran_s = sum(getattr(result, "duration_s", 0.0) for *_, result in self._history)
+            if (
+                not self._may_park
+                or self._session is None
+                or self.retire is not None
+                or ran_s > REPLAY_MAX_S
+                or any(lang != "python" for lang, *_ in self._history)
+            ):
+                return False
+            session, self._session = self._session, None
+        self._release(session, None)
+        return True
 
     def interrupt(self) -> None:
         if self._session is not None:
@@ -149,6 +196,7 @@ class ItemSession:
         another kernel from the pool: the item calls this early only once no execution can follow."""
         with self._lock:
             session, self._session = self._session, None
+            self._history.clear()
         if session is None:
             return
         try:
@@ -159,6 +207,12 @@ class ItemSession:
             pass
         with contextlib.suppress(Exception):
             session.close()
+
+
+def _ending(result) -> tuple:
+    """How an execution ended, as far as the state it leaves goes: its status and error type."""
+    error = getattr(result, "error", None)
+    return getattr(result, "status", None), getattr(error, "name", None)
 
 
 def _runs_since_question(messages: list[dict]) -> list[dict]:
@@ -339,7 +393,9 @@ class ItemRunner:
                 done, error = self._drive(
                     run_loop(self.programmer, messages, session, config, cancel=self.stop),
                     lambda runs: (
-                        session.close() if verify.judge_attempt(runs, attempts.defined).verified else None
+                        session.close()
+                        if verify.judge_attempt(runs, attempts.defined).verified
+                        else session.park()
                     ),
                 )
                 if self.stop.is_set() or done is None or done.reason == "cancelled":
@@ -359,6 +415,8 @@ class ItemRunner:
                         messages.append({"role": "user", "content": follow})
                         continue
                 break
+            if session.replay_diverged:
+                attempts.flags.add(REPLAY_DIVERGED_FLAG)
             return self._record(seed, item_id, messages, attempts, usage, started, attempts.reason)
         except RunStopped as exc:
             return ItemOutcome(STOPPED, reason=str(exc))
@@ -382,7 +440,8 @@ class ItemRunner:
         `after_round` gets the runs of each round that ran something, as soon as the round ends: with one
         execution per question nothing runs again before the questioner speaks, so an attempt that passes
         gives its kernel back here, while the programmer writes its closing sentence (the kernel would
-        otherwise sit idle for a whole model call; fewer kernels are then needed at once)."""
+        otherwise sit idle for a whole model call; fewer kernels are then needed at once), and one that
+        fails parks it until the revision (`ItemSession.park`)."""
         done, error = None, ""
         started: dict[str, ExecutionStarted] = {}
         runs: list[verify.Run] = []

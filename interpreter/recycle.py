@@ -34,7 +34,8 @@ a reset that failed or timed out. The caller retires a session itself (`release(
 after anything that may have left state outside the kernel's view or broken the reset's own machinery: an
 execution that timed out, crashed, hit the memory limit, lost state or restarted the kernel, flooded its
 output past the cap, an interrupt or kill, or any sh block (installs change /pkgs). After `reuse` jobs a
-kernel is retired in any case, which bounds what an undetected leak can reach.
+kernel is retired in any case (or sooner: the limits are spread, see below), which bounds what an
+undetected leak can reach.
 
 The isolation trade-off, stated plainly: a reused kernel is the same process. The reset covers what code
 does by accident or habit (the list above, tested in tests/data_pipeline/test_kernel_reuse.py), not code
@@ -52,8 +53,9 @@ the ready kernels for the next one. With reuse at most `max_starting` kernels st
 the CPUs; a start also waits on the jail, the session's filesystem and the sockets), so a burst of jobs
 does not boot more kernels in parallel than the machine can (without reuse every job needs a start of its
 own, as in interpreter.pool). `warm` kernels are started in the background from the beginning (with
-reuse: until that many exist in all; without: kept ready, one per job). A kernel handed out for its last
-job (`reuse`) gets its successor started at once, ready when it retires. Resets run in a background thread
+reuse: until that many exist in all; without: kept ready, one per job). Each kernel's limit is `reuse` less
+a spread of up to half of it (`_limit_for`), so kernels used in turn do not all retire at once, and a
+kernel handed out for its last job gets its successor started at once, ready when it retires. Resets run in a background thread
 per release, so the releasing job's thread moves on at once.
 
 What it deliberately does not do: decide which results retire a session (the caller's `retire` argument;
@@ -76,7 +78,7 @@ from collections.abc import Callable
 from interpreter.results import STATUS_CRASHED, STATUS_MEMORY, STATUS_OK, STATUS_TIMEOUT
 from interpreter.session import Session
 
-DEFAULT_KERNEL_REUSE = 20  # jobs per kernel in the data pipeline (see data_pipeline/README.md)
+DEFAULT_KERNEL_REUSE = 50  # jobs per kernel in the data pipeline (see data_pipeline/README.md)
 RESET_TIMEOUT_S = 15.0  # a reset that takes longer is taken as failed: the kernel is retired
 SNAPSHOT_TIMEOUT_S = 15.0
 # With reuse, a job waits this long for a kernel in use or being reset before it asks for a new one.
@@ -500,6 +502,7 @@ class RecyclingPool:
         self.reset_timeout_s = reset_timeout_s
         self._idle: deque[Session] = deque()  # ready for a job: fresh (snapshot taken) or reset
         self._uses: dict[int, int] = {}  # id(session) -> jobs it served
+        self._limits: dict[int, int] = {}  # id(session) -> jobs it may serve (`_limit_for`)
         self._snapshotted: set[int] = set()
         self._starting = 0  # starts in progress (for a job or in the background)
         self._warming = 0  # background starts not finished (waiting for a start slot, or starting)
@@ -578,8 +581,19 @@ class RecyclingPool:
         except BaseException:
             session.close()  # no half-started jail or container left behind
             raise
-        self.stats["started"] += 1
+        with self._changed:
+            self._limits[id(session)] = self._limit_for(self.stats["started"])
+            self.stats["started"] += 1
         return session
+
+    def _limit_for(self, number: int) -> int:
+        """Jobs the `number`-th kernel started may serve: `reuse` less a spread of up to half of it. Ready
+        kernels are handed out in turn, so with one limit for all they reached it together and their
+        successors booted at once, while jobs waited; spread limits retire them one by one. The stride
+        (about 0.38 of the spread, the golden ratio's) keeps neighbours in starting order far apart."""
+        spread = self.reuse // 2 + 1
+        stride = max(1, round(spread * 0.382))
+        return self.reuse - (number * stride) % spread
 
     def _snapshot(self, session: Session) -> None:
         report = parse_report(session.run(snapshot_code(), timeout_s=SNAPSHOT_TIMEOUT_S))
@@ -651,7 +665,7 @@ class RecyclingPool:
 
         self._busy += 1
         served = self._uses.setdefault(id(session), 0)
-        if self.reuse and served == self.reuse - 1 and not self._closed:
+        if self.reuse and served == self._limits.get(id(session), self.reuse) - 1 and not self._closed:
             # Its last job: its successor starts now and is ready when it retires. Kernels are used in
             # turn, so they reach the limit together: replaced only at retirement, a long run stalled on
             # a burst of starts every `reuse` rounds (1,000 items: 142 s of waits, 45 of 57 starts mid-run).
@@ -689,7 +703,7 @@ class RecyclingPool:
         if retire is None:
             if not self.reuse:
                 retire = "reuse is off"
-            elif uses >= self.reuse:
+            elif uses >= self._limits.get(id(session), self.reuse):
                 retire = f"served {uses} jobs"
             elif id(session) not in self._snapshotted:
                 retire = "no snapshot"
@@ -746,6 +760,7 @@ class RecyclingPool:
 
     def _forget(self, session: Session) -> None:
         self._uses.pop(id(session), None)
+        self._limits.pop(id(session), None)
         self._snapshotted.discard(id(session))
 
     @property

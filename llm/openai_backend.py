@@ -32,6 +32,8 @@ Deliberately not here: tokenization of chat mode (the server's).
 from __future__ import annotations
 
 import email.utils
+import functools
+import itertools
 import logging
 import os
 import random
@@ -51,6 +53,8 @@ DEFAULT_MAX_RETRIES = 5
 DEFAULT_BASE_DELAY_S = 0.5
 DEFAULT_MAX_DELAY_S = 30.0
 RETRYABLE_STATUS = frozenset({408, 429})  # and every 5xx
+# Events read after `[DONE]` to reach the body's end (a server sends none: see `_keepalive_stream_class`).
+AFTER_DONE_EVENTS = 4
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,29 @@ class _EndText:
     def flush(self) -> str:
         held, self.held = self.held, ""
         return held
+
+
+@functools.cache
+def _keepalive_stream_class(openai):
+    """The client's Stream, reading the body to its end once `[DONE]` arrives.
+
+    Why: the client stops reading at `[DONE]` and closes the response there, before the HTTP/1.1 body's end
+    marker (its last, empty chunk), and a response closed before its end cannot give its connection back
+    to the pool: every streamed call opened a new connection, one TCP handshake each against a local server
+    and a TLS one too against a hosted API. A server sends nothing after `[DONE]` but that marker; one that
+    sends events anyway has them read (at most `AFTER_DONE_EVENTS`) and ignored, and past those its
+    connection is closed as before."""
+
+    class KeepaliveStream(openai.Stream[object]):
+        def _iter_events(self):
+            events = super()._iter_events()
+            for event in events:
+                if event.data.startswith("[DONE]"):
+                    for _ in itertools.islice(events, AFTER_DONE_EVENTS):
+                        pass
+                yield event
+
+    return KeepaliveStream
 
 
 def _first_line(text: str) -> str:
@@ -288,18 +315,21 @@ class OpenAIBackend(Backend):
         }
         if params.stop and self.extra_body.get("include_stop_str_in_output"):
             common["stop"] = list(params.stop)
-        if self.extra_body:
-            common["extra_body"] = self.extra_body
-        # The raw response, read as the client's own Stream of plain dicts (`cast_to=object`): the same
-        # server-sent-event parsing, error events and exception types, without building a pydantic model
-        # per chunk, which cost more CPU than the rest of a call (a server streams one chunk per token).
         if self.completions:
-            raw = self.client.completions.with_raw_response.create(
-                prompt=self.render_prompt(messages), **common
-            )
+            path, body = "/completions", {"prompt": self.render_prompt(messages), **common}
         else:
-            raw = self.client.chat.completions.with_raw_response.create(messages=messages, **common)
-        return self._openai.Stream(cast_to=object, response=raw.http_response, client=self.client)
+            path, body = "/chat/completions", {"messages": messages, **common}
+        # The client's plain `post`, not `chat.completions.create`: create walks the whole request through
+        # its typed-parameter transform (a third of the pipeline's CPU per call, messages grow with the
+        # dialogue). The stream is read as plain dicts (`cast_to=object`): the same server-sent-event
+        # parsing, error events and exception types, without a pydantic model per chunk.
+        return self.client.post(
+            path,
+            body={**body, **self.extra_body},
+            cast_to=object,
+            stream=True,
+            stream_cls=_keepalive_stream_class(self._openai),
+        )
 
     @staticmethod
     def _delta(chunk: dict, completions: bool) -> tuple[str, str | None]:

@@ -158,6 +158,79 @@ def test_a_timed_out_execution_retires_the_kernel_through_the_item_session(pool)
     pool.release(fresh)
 
 
+def test_a_parked_item_gives_its_kernel_back_and_finds_its_state_again(pool):
+    item = ItemSession(pool.acquire, threading.Semaphore(2), pool.release)
+    failed = item.run_block(
+        "python", "helper = 41\nopen('/work/notes.txt', 'w').write('A')\nraise ValueError('attempt 1')"
+    )
+    assert failed.status == "error"
+    kernel = item._session
+    assert item.park() and item._session is None
+    assert pool.wait_idle(1, timeout_s=30)
+    other = pool.acquire()  # another item gets the parked kernel, reset
+    assert other is kernel and other.run("print('helper' in dir())").stdout == "False\n"
+    pool.release(other)
+    # The revision finds what the failed attempt left: its variables and files, replayed into the kernel.
+    revised = item.run_block("python", "print(helper + 1, open('/work/notes.txt').read())")
+    assert revised.status == "ok" and revised.stdout == "42 A\n", revised
+    assert not item.replay_diverged
+    item.close()
+    assert pool.stats["started"] == 1 and not pool.retire_reasons
+
+
+def test_a_replay_that_ends_otherwise_than_the_first_run_is_flagged(pool):
+    item = ItemSession(pool.acquire, threading.Semaphore(2), pool.release)
+    assert item.run_block("python", "x = 1").status == "ok"
+    # As if the block had failed the first time (code that depends on the clock or on chance).
+    lang, language, code, timeout_s, _ = item._history[0]
+    failed = ExecutionResult(status="error", error=ExecutionError("ValueError", "unlucky", ""))
+    item._history[0] = (lang, language, code, timeout_s, failed)
+    assert item.park()
+    assert item.run_block("python", "print(x)").stdout == "1\n"
+    assert item.replay_diverged
+    item.close()
+
+
+def test_an_item_keeps_its_kernel_where_a_replay_would_be_slow_or_unfaithful(pool, monkeypatch):
+    from data_pipeline import item as item_module
+
+    slow = ItemSession(pool.acquire, threading.Semaphore(2), pool.release)
+    assert slow.run_block("python", "import time\ntime.sleep(0.3)").status == "ok"
+    monkeypatch.setattr(item_module, "REPLAY_MAX_S", 0.2)
+    assert not slow.park() and slow._session is not None
+    slow.close()
+    off = ItemSession(pool.acquire, threading.Semaphore(2), pool.release, park_between_attempts=False)
+    assert off.run_block("python", "x = 1").status == "ok"
+    assert not off.park() and off._session is not None
+    off.close()
+    install = ItemSession(pool.acquire, threading.Semaphore(2), pool.release)
+    assert install.run_block("sh", "echo installing").status == "ok"
+    assert not install.park() and install._session is not None  # an sh block: /pkgs may have changed
+    install.close()
+
+
+def test_kernel_limits_are_spread_so_kernels_used_in_turn_retire_one_by_one(sandbox):
+    pool = RecyclingPool(lambda: Session(sandbox, timeout_s=20), reuse=20, warm=0)
+    limits = [pool._limit_for(number) for number in range(11)]
+    assert max(limits) == 20 and min(limits) >= 10 and len(set(limits)) == 11
+    pool.close()
+    # Real kernels: the first may serve 4 jobs, the second 3 (reuse 4: spread 3, stride 1).
+    pool = RecyclingPool(lambda: Session(sandbox, timeout_s=20), reuse=4, warm=0, max_starting=1)
+    try:
+        served = []
+        for _ in range(2):
+            session, jobs = pool.acquire(), 1
+            pool.release(session)
+            while pool.wait_idle(1, timeout_s=30) and pool._idle[0] is session:
+                pool.release(pool.acquire())
+                jobs += 1
+            served.append(jobs)
+            assert session.closed
+        assert served == [4, 3] and pool.retire_reasons == {"served 4 jobs": 1, "served 3 jobs": 1}
+    finally:
+        pool.close()
+
+
 def test_kernels_retire_after_their_reuse_count(sandbox):
     pool = RecyclingPool(lambda: Session(sandbox, timeout_s=20), reuse=2, warm=0, max_starting=1)
     try:

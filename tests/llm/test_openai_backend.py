@@ -44,6 +44,18 @@ def test_chat_streams_the_scripted_reply_and_sends_the_messages(openai_server):
     assert "stop" not in request  # matched client-side, so the stop string stays in the text
 
 
+def test_streamed_calls_share_one_kept_alive_connection(openai_server):
+    # The client stops reading at [DONE]; the backend reads on to the body's end, or every call would open
+    # a new connection (a TLS handshake each against a hosted API).
+    openai_server.reply = split_everywhere("Hello! I write and run code.", 3)
+    client = backend(openai_server)
+    for _ in range(3):
+        assert "".join(client.stream([{"role": "user", "content": "hi"}], GenerationParams())) == (
+            "Hello! I write and run code."
+        )
+    assert openai_server.connections_opened == 1
+
+
 @pytest.mark.parametrize("size", [1, 4, 7])
 def test_stops_at_run_stop_split_across_chunks_and_hangs_up(openai_server, size):
     openai_server.reply = split_everywhere(REPLY + "\nthis text comes after the stop" * 5, size)
