@@ -48,14 +48,17 @@ class Usage:
     """Tokens and estimated cost per model for one item (the cost of making it, cached or not)."""
 
     models: dict[str, ModelUsage] = field(default_factory=dict)
+    # An item's analysis may be asked for while its programmer's call runs (item._Attempts.analyse_ahead).
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, model: str, prompt: int, completion: int, cost: float, cached: bool) -> None:
-        row = self.models.setdefault(model, ModelUsage())
-        row.calls += 1
-        row.cached_calls += int(cached)
-        row.prompt_tokens += prompt
-        row.completion_tokens += completion
-        row.cost_usd += cost
+        with self._lock:
+            row = self.models.setdefault(model, ModelUsage())
+            row.calls += 1
+            row.cached_calls += int(cached)
+            row.prompt_tokens += prompt
+            row.completion_tokens += completion
+            row.cost_usd += cost
 
     def to_json(self) -> dict:
         return {name: row.to_json() for name, row in sorted(self.models.items())}

@@ -31,6 +31,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from data_pipeline import verify
@@ -272,6 +273,7 @@ class _Attempts:
 
     item: ItemRunner
     problem: str
+    usage: Usage
     attempts: list[dict] = field(default_factory=list)
     all_runs: list[verify.Run] = field(default_factory=list)
     defined: set[str] = field(default_factory=set)
@@ -279,6 +281,43 @@ class _Attempts:
     verified: bool = False
     reason: str = ""
     flags: set[str] = field(default_factory=set)
+    # The questioner's analysis of the attempt that just failed, asked for ahead (`analyse_ahead`): its
+    # inputs and the answer to come.
+    ahead: tuple[tuple[str, str], Future] | None = None
+
+    def _needs_analysis(self, verdict: verify.Verdict) -> bool:
+        return not verdict.verified and len(self.attempts) + 1 < self.item.settings.max_attempts
+
+    def analyse_ahead(self, runs: list[verify.Run]) -> None:
+        """Ask for the failed attempt's analysis now, in the background, while the programmer writes its
+        sentence about the result: the analysis reads only the problem, the code and the error, not that
+        sentence, so the item waits for one model call less per failed attempt (seconds with a hosted
+        teacher). The same call is made, with the same inputs, only sooner: `on_turn_end` takes its
+        answer, or asks again itself should its inputs differ."""
+        verdict = verify.judge_attempt(runs, self.defined)
+        if not self._needs_analysis(verdict):
+            return
+        inputs = (verify.python_code(runs), _failure_text(runs, verdict))
+        answer: Future = Future()
+
+        def ask() -> None:
+            self.item.questioner.bind_usage(self.usage)  # thread-local: this thread's calls count too
+            try:
+                answer.set_result(self.item.analyse(self.problem, *inputs))
+            except BaseException as exc:  # noqa: BLE001 - raised where the answer is taken
+                answer.set_exception(exc)
+            finally:
+                self.item.questioner.bind_usage(None)
+
+        self.ahead = (inputs, answer)
+        threading.Thread(target=ask, name="aiev-analysis", daemon=True).start()
+
+    def _analysis(self, runs: list[verify.Run], verdict: verify.Verdict) -> str:
+        inputs = (verify.python_code(runs), _failure_text(runs, verdict))
+        ahead, self.ahead = self.ahead, None
+        if ahead is not None and ahead[0] == inputs:
+            return ahead[1].result()
+        return self.item.analyse(self.problem, *inputs)
 
     def on_turn_end(self, messages: list[dict]) -> str | None:
         runs = [_as_run(r) for r in _runs_since_question(messages)]
@@ -308,7 +347,7 @@ class _Attempts:
             return None
         # III. Execution feedback: the questioner reads the failure and writes an analysis (message 4),
         # which goes to the programmer with the error above it (message 5 answers it).
-        analysis = self.item.analyse(self.problem, verify.python_code(runs), _failure_text(runs, verdict))
+        analysis = self._analysis(runs, verdict)
         return self.item.prompts[PROGRAMMER_REVISION].fill(analysis=analysis)
 
 
@@ -387,16 +426,12 @@ class ItemRunner:
                 )
             messages.append({"role": "user", "content": problem})
             session = self.new_session()
-            attempts = _Attempts(self, problem)
+            attempts = _Attempts(self, problem, usage)
             config = self.loop_config(attempts.on_turn_end)
             while True:
                 done, error = self._drive(
                     run_loop(self.programmer, messages, session, config, cancel=self.stop),
-                    lambda runs: (
-                        session.close()
-                        if verify.judge_attempt(runs, attempts.defined).verified
-                        else session.park()
-                    ),
+                    lambda runs: _after_attempt_ran(session, attempts, runs),
                 )
                 if self.stop.is_set() or done is None or done.reason == "cancelled":
                     return ItemOutcome(STOPPED, reason="the run was stopped")
@@ -441,7 +476,8 @@ class ItemRunner:
         execution per question nothing runs again before the questioner speaks, so an attempt that passes
         gives its kernel back here, while the programmer writes its closing sentence (the kernel would
         otherwise sit idle for a whole model call; fewer kernels are then needed at once), and one that
-        fails parks it until the revision (`ItemSession.park`)."""
+        fails parks it until the revision (`ItemSession.park`) and has its analysis asked for at once
+        (`_Attempts.analyse_ahead`)."""
         done, error = None, ""
         started: dict[str, ExecutionStarted] = {}
         runs: list[verify.Run] = []
@@ -495,6 +531,16 @@ class ItemRunner:
         record = {"id": item_id, "messages": messages, "meta": meta, "schema": 1}
         json.dumps(record)  # fail here, not in the writer, if anything is not JSON
         return ItemOutcome(VERIFIED if verified else REJECTED, record, meta.get("reason", ""))
+
+
+def _after_attempt_ran(session: ItemSession, attempts: _Attempts, runs: list[verify.Run]) -> None:
+    """An attempt's code has run: a passing attempt gives its kernel back, a failing one parks it and has
+    its analysis asked for ahead (see `ItemRunner._drive`)."""
+    if verify.judge_attempt(runs, attempts.defined).verified:
+        session.close()
+        return
+    session.park()
+    attempts.analyse_ahead(runs)
 
 
 def _duration(message: dict) -> float:

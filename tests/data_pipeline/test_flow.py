@@ -15,6 +15,7 @@ from interpreter.protocol import RUN_START, RUN_STOP
 from tests.conftest import require
 from tests.data_pipeline.conftest import ALL_SCENARIOS, generate_args, read_records, write_seeds
 from tests.fixtures.openai_server import Failure
+from tests.fixtures.scripted_teacher import MODEL
 
 pytestmark = [pytest.mark.local_sandbox, pytest.mark.slow]
 
@@ -268,3 +269,31 @@ def test_seeds_cut_from_a_source_tree_keep_path_and_licence(tmp_path, teacher, l
     seed = record["meta"]["seed"]
     assert "pkg/mathutil.py" in seed["source"] and seed["licence"] == "MIT"
     assert "clamp" in record["messages"][0]["content"]
+
+
+def test_a_failed_attempts_analysis_is_asked_for_while_the_programmer_answers(
+    tmp_path, teacher, local_sandbox_ok
+):
+    # The analysis reads the problem, code and error, not the programmer's sentence about the result: it is
+    # asked for at once, so a failed attempt costs the item one model call's wait less.
+    latency = 0.5
+    seeds = write_seeds(tmp_path / "seeds.jsonl", ["bug"], start=700)
+    teacher.requests.clear()
+    teacher.request_times.clear()
+    teacher.latency_s = latency
+    try:
+        assert main(generate_args(seeds, tmp_path / "out", teacher)) == 0
+    finally:
+        teacher.latency_s = 0.0
+    sent = list(zip(teacher.requests, teacher.request_times, strict=True))
+
+    def first(test) -> float:
+        return next(when for request, when in sent if test(request["messages"][-1]["content"]))
+
+    # The programmer's call after the failed run: its last message is that run's output.
+    after_the_error = first(lambda text: text.startswith(("result.stdout", "<API_OUTPUT_START>")))
+    analysis = first(lambda text: "Explain in a few sentences what went wrong" in text)
+    assert abs(analysis - after_the_error) < latency / 2
+    [record] = read_records(tmp_path / "out" / "dialogues.jsonl")
+    assert record["meta"]["attempts"] == 2 and "AssertionError" in record["messages"][4]["content"]
+    assert record["meta"]["usage"][MODEL]["calls"] == 6  # the same calls as one after the other
