@@ -1,6 +1,7 @@
 """Where the time of `benchmarks.pipeline_throughput`'s default run goes, beyond the ideal.
 
-Run: `python -m benchmarks.pipeline_breakdown [--items 200] [--concurrency 32] [--latency 0.3] [--prestarted N]`.
+Run: `python -m benchmarks.pipeline_breakdown [--items 200] [--concurrency 32] [--latency 0.3] [--prestarted N]
+[--kernel-reuse N]`.
 
 The same run as pipeline_throughput's default configuration (scripted teacher in its own process, local
 sandbox, generate's defaults), measured from inside: every item's start and end, every model call's
@@ -8,7 +9,10 @@ duration and every wait for a kernel are recorded (by wrapping `ItemRunner.run`,
 `RecyclingPool.acquire` in this process; nothing else changes). With C items in flight the run's wall time
 is the ideal (calls x latency / C) plus, each divided by C:
 
-- call overhead: what the calls took beyond the teacher's latency (HTTP, client, server);
+- call overhead: what the calls took beyond the teacher's latency (HTTP, client, server, and waits for
+  one of the C call slots);
+- less the calls an item made at once: a failed attempt's analysis runs alongside the programmer's call
+  (both hold one of the C call slots, so the ideal still bounds the run);
 - kernel waits: items waiting for a sandbox (at the start of a run, while kernels boot);
 - executions: the code's runs, kernel waits excluded;
 - the rest of the items' own work (the loop, verification, records);
@@ -42,18 +46,29 @@ def instrument() -> dict:
     from interpreter import recycle
 
     # "prestarted" is set once the untimed warm-up run is over: only the measured run's pool starts them.
-    log: dict = {"items": [], "calls": [], "waits": [], "execs": [], "clock": None, "prestarted": 0}
+    log: dict = {
+        "items": [],
+        "calls": [],
+        "intervals": [],
+        "waits": [],
+        "execs": [],
+        "clock": None,
+        "prestarted": 0,
+    }
     lock = threading.Lock()
 
     call = client_module.ModelClient._call
 
     def timed_call(self, *args, **kwargs):
         started = time.perf_counter()
+        # The item's Usage, bound in every thread that calls for it: the key that groups its calls.
+        item = id(getattr(self._local, "usage", None))
         try:
             yield from call(self, *args, **kwargs)
         finally:
             with lock:
                 log["calls"].append(time.perf_counter() - started)
+                log["intervals"].append((item, started, time.perf_counter()))
 
     run_block = item_module.ItemSession.run_block
 
@@ -108,6 +123,23 @@ def instrument() -> dict:
     return log
 
 
+def overlapping_s(intervals: list[tuple[int, float, float]]) -> float:
+    """Seconds of model calls that ran while another call of the same item ran: the sum of the calls'
+    durations less the time covered by at least one, per item (a failed attempt's analysis is asked for
+    while the programmer's call runs)."""
+    by_item = collections.defaultdict(list)
+    for item, start, end in intervals:
+        by_item[item].append((start, end))
+    overlap = 0.0
+    for spans in by_item.values():
+        covered, reach = 0.0, float("-inf")
+        for start, end in sorted(spans):
+            covered += max(0.0, end - max(start, reach))
+            reach = max(reach, end)
+        overlap += sum(end - start for start, end in spans) - covered
+    return overlap
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=200)
@@ -126,7 +158,7 @@ def main() -> None:
         try:
             warm = throughput.write_seeds(tmp / "warm.jsonl", 4, offset=30_000)
             throughput.run(warm, tmp / "warm", teacher.base_url, 4, "local", None, 1, 0)
-            for key in ("items", "calls", "waits", "execs"):
+            for key in ("items", "calls", "intervals", "waits", "execs"):
                 log[key].clear()
             log["prestarted"] = args.prestarted
             seeds = throughput.write_seeds(tmp / "seeds.jsonl", args.items)
@@ -148,12 +180,14 @@ def main() -> None:
     busy = sum(e - s for s, e, _ in log["items"])
     workers = len({t for _, _, t in log["items"]})
     call_overhead = sum(calls) - len(calls) * latency
+    overlap = overlapping_s(log["intervals"])
     execs = sum(log["execs"]) - waits  # a kernel is acquired inside the first run_block of an item
-    rest = busy - sum(calls) - sum(log["execs"])
+    rest = busy - (sum(calls) - overlap) - sum(log["execs"])
     tail = workers * (last - first) - busy
     rows = [
         ("ideal (calls x latency / concurrency)", ideal),
         ("call overhead", call_overhead / c),
+        ("calls an item made at once (analysis ahead)", -overlap / c),
         ("kernel waits", waits / c),
         ("executions (waits excluded)", execs / c),
         ("the rest of the items' work", rest / c),
@@ -168,9 +202,9 @@ def main() -> None:
         f"load after: {throughput.load()}"
     )
     for name, seconds in rows:
-        print(f"  {name:<40} {seconds:6.2f} s")
-    print(f"  {'sum':<40} {sum(s for _, s in rows):6.2f} s")
-    print(f"  {'measured wall time':<40} {wall:6.2f} s = {ideal / wall:.0%} of the ideal")
+        print(f"  {name:<46} {seconds:6.2f} s")
+    print(f"  {'sum':<46} {sum(s for _, s in rows):6.2f} s")
+    print(f"  {'measured wall time':<46} {wall:6.2f} s = {ideal / wall:.0%} of the ideal")
     spread = collections.Counter(round(e - s, 1) for s, e, _ in log["items"])
     print("item durations (s: count):", ", ".join(f"{k}: {v}" for k, v in sorted(spread.items())))
 

@@ -10,10 +10,11 @@ calls). Every item runs its code in a sandboxed kernel, as in a real run. One un
 (a process's first generate imports the OpenAI client and the dedup libraries: start-up, not throughput).
 Reported, all in one run:
 
-- concurrent, default configuration (`--kernel-reuse 20`: a kernel serves up to 20 items, reset inside the
+- concurrent, default configuration (generate's defaults: a kernel serves up to 50 jobs, reset inside the
   sandbox in between, see interpreter/recycle.py): items/min with `--concurrency` items in flight, against
   the ideal = what the model calls alone would allow, (calls x latency / concurrency) for the run's real
-  number of calls; with the kernels started, reused and retired, how long items waited for a kernel, and
+  number of calls (at most `--concurrency` calls are in flight, a failed attempt's analysis asked ahead
+  included, so no run can beat it); with the kernels started, reused and retired, how long items waited for a kernel, and
   the CPU the pipeline process and the teacher used;
 - concurrent, a fresh kernel per item (`--kernel-reuse 0`, the strict-isolation configuration), the same
   way (other seeds, so no call is answered from the cache);
