@@ -286,15 +286,15 @@ class _Attempts:
     ahead: tuple[tuple[str, str], Future] | None = None
 
     def _needs_analysis(self, verdict: verify.Verdict) -> bool:
+        """As `on_turn_end` decides: the attempt failed and another one is allowed."""
         return not verdict.verified and len(self.attempts) + 1 < self.item.settings.max_attempts
 
-    def analyse_ahead(self, runs: list[verify.Run]) -> None:
+    def analyse_ahead(self, runs: list[verify.Run], verdict: verify.Verdict) -> None:
         """Ask for the failed attempt's analysis now, in the background, while the programmer writes its
         sentence about the result: the analysis reads only the problem, the code and the error, not that
         sentence, so the item waits for one model call less per failed attempt (seconds with a hosted
         teacher). The same call is made, with the same inputs, only sooner: `on_turn_end` takes its
         answer, or asks again itself should its inputs differ."""
-        verdict = verify.judge_attempt(runs, self.defined)
         if not self._needs_analysis(verdict):
             return
         inputs = (verify.python_code(runs), _failure_text(runs, verdict))
@@ -536,11 +536,12 @@ class ItemRunner:
 def _after_attempt_ran(session: ItemSession, attempts: _Attempts, runs: list[verify.Run]) -> None:
     """An attempt's code has run: a passing attempt gives its kernel back, a failing one parks it and has
     its analysis asked for ahead (see `ItemRunner._drive`)."""
-    if verify.judge_attempt(runs, attempts.defined).verified:
+    verdict = verify.judge_attempt(runs, attempts.defined)
+    if verdict.verified:
         session.close()
         return
     session.park()
-    attempts.analyse_ahead(runs)
+    attempts.analyse_ahead(runs, verdict)
 
 
 def _duration(message: dict) -> float:

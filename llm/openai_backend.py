@@ -31,12 +31,14 @@ Deliberately not here: tokenization of chat mode (the server's).
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import functools
 import itertools
 import logging
 import os
 import random
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -53,8 +55,10 @@ DEFAULT_MAX_RETRIES = 5
 DEFAULT_BASE_DELAY_S = 0.5
 DEFAULT_MAX_DELAY_S = 30.0
 RETRYABLE_STATUS = frozenset({408, 429})  # and every 5xx
-# Events read after `[DONE]` to reach the body's end (a server sends none: see `_keepalive_stream_class`).
+# Reading on after `[DONE]` to the body's end (a server sends none, and ends it at once): at most this
+# many events, and this long (see `_keepalive_stream_class`).
 AFTER_DONE_EVENTS = 4
+AFTER_DONE_WAIT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -162,20 +166,40 @@ def _keepalive_stream_class(openai):
     Why: the client stops reading at `[DONE]` and closes the response there, before the HTTP/1.1 body's end
     marker (its last, empty chunk), and a response closed before its end cannot give its connection back
     to the pool: every streamed call opened a new connection, one TCP handshake each against a local server
-    and a TLS one too against a hosted API. A server sends nothing after `[DONE]` but that marker; one that
-    sends events anyway has them read (at most `AFTER_DONE_EVENTS`) and ignored, and past those its
-    connection is closed as before."""
+    and a TLS one too against a hosted API. A server sends nothing after `[DONE]` but that marker, at once;
+    one that sends events anyway has them read (at most `AFTER_DONE_EVENTS`) and ignored, and one that keeps
+    the body open has it closed after `AFTER_DONE_WAIT_S`: either way its connection is closed, as before."""
 
     class KeepaliveStream(openai.Stream[object]):
         def _iter_events(self):
             events = super()._iter_events()
             for event in events:
                 if event.data.startswith("[DONE]"):
-                    for _ in itertools.islice(events, AFTER_DONE_EVENTS):
+                    guard = threading.Timer(AFTER_DONE_WAIT_S, _hang_up, (self.response,))
+                    guard.daemon = True
+                    guard.start()
+                    try:
+                        for _ in itertools.islice(events, AFTER_DONE_EVENTS):
+                            pass
+                    except Exception:  # noqa: BLE001 - hung up by the guard: the reply is complete anyway
                         pass
+                    finally:
+                        guard.cancel()
                 yield event
 
     return KeepaliveStream
+
+
+def _hang_up(response) -> None:
+    """Wake a read blocked on `response` from another thread: closing does not interrupt a `recv` in
+    progress, a socket shutdown does (the reading thread then closes the response itself)."""
+    network_stream = response.extensions.get("network_stream")
+    sock = network_stream.get_extra_info("socket") if network_stream is not None else None
+    if sock is None:
+        response.close()
+        return
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _first_line(text: str) -> str:

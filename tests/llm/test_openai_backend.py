@@ -56,6 +56,19 @@ def test_streamed_calls_share_one_kept_alive_connection(openai_server):
     assert openai_server.connections_opened == 1
 
 
+def test_a_body_kept_open_after_done_costs_at_most_the_grace_and_a_new_connection(openai_server):
+    from llm.openai_backend import AFTER_DONE_WAIT_S
+
+    openai_server.reply = ["Hello", " there."]
+    openai_server.failures = [Failure(hold_after_done_s=10)]
+    client = backend(openai_server)
+    started = time.monotonic()
+    assert "".join(client.stream([{"role": "user", "content": "hi"}], GenerationParams())) == "Hello there."
+    assert time.monotonic() - started < AFTER_DONE_WAIT_S + 3
+    assert "".join(client.stream([{"role": "user", "content": "hi"}], GenerationParams())) == "Hello there."
+    assert openai_server.connections_opened == 2  # the held one was closed, not reused
+
+
 @pytest.mark.parametrize("size", [1, 4, 7])
 def test_stops_at_run_stop_split_across_chunks_and_hangs_up(openai_server, size):
     openai_server.reply = split_everywhere(REPLY + "\nthis text comes after the stop" * 5, size)
