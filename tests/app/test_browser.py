@@ -16,6 +16,7 @@ import pytest
 
 from interpreter.protocol import RUN_START
 from tests.app.conftest import screenshot
+from tests.app.scripted_app import wait_idle
 from tests.conftest import require_no_gpu
 from tests.fixtures.tiny_models import SCENARIOS
 
@@ -102,6 +103,7 @@ def test_chat_streams_runs_code_plots_and_stops(start_app, page):
     screenshot(page, "02-execution-expanded")
 
     # Retry: the exchange is answered again; the old answer stays one click away, collapsed.
+    wait_idle(page)  # a Retry or Clear in the moment after the answer's last words is refused (busy)
     page.click("#retry")
     earlier = page.locator("#chatbot .thought-group > .title", has_text="Earlier answer 1 of 2")
     earlier.first.wait_for(timeout=30_000)  # (first in its bubble, so without Gradio's .thought class)
@@ -110,6 +112,7 @@ def test_chat_streams_runs_code_plots_and_stops(start_app, page):
     assert chat_text(page).count(intro("print")) == 1
 
     # Clear: a fresh chat (the tiny model only knows short chats) with a fresh kernel.
+    wait_idle(page)
     page.click("#clear")
     page.wait_for_function("() => !document.querySelector('#chatbot').innerText.includes('print')")
 
@@ -121,6 +124,7 @@ def test_chat_streams_runs_code_plots_and_stops(start_app, page):
     assert "/autocoder-images-" in image.get_attribute("src")  # served from where it was written, not copied
     wait_count(titles(page, "Ran python"), 1)
     screenshot(page, "03-inline-plot")
+    wait_idle(page)
     page.click("#clear")
     page.wait_for_function("() => document.querySelectorAll('#chatbot img').length === 0")
 
@@ -217,6 +221,7 @@ def test_ask_mode_edit_upload_download_and_export(start_app, page, tmp_path):
     screenshot(page, "09-exported")
 
     # Skip, in a fresh chat (the tiny model only knows short chats): the block is not run, the chat says so.
+    wait_idle(page)
     page.click("#clear")
     page.wait_for_function("() => !document.querySelector('#chatbot').innerText.includes('print')")
     send(page, "print")
