@@ -409,9 +409,10 @@ def download_wheels(
     reader.start()
     deadline = time.monotonic() + timeout_s
     problem = ""
+    too_big = f"the download grew over {max_bytes // (1024 * 1024)} MB and was stopped"
     while proc.poll() is None:
         if _folder_bytes(folder) > max_bytes:
-            problem = f"the download grew over {max_bytes // (1024 * 1024)} MB and was stopped"
+            problem = too_big
         elif time.monotonic() > deadline:
             problem = f"the download timed out after {timeout_s:.0f} s"
         elif cancel is not None and cancel.is_set():  # Stop (Session.interrupt): kill it, as on a timeout
@@ -421,8 +422,11 @@ def download_wheels(
                 os.killpg(proc.pid, 9)
             break
         with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=0.2)
+            proc.wait(timeout=0.05)  # how far a fast link overshoots the bound before the kill
     proc.wait()
+    # A fast link can fetch the whole wheel between two looks: what ended over the bound is refused too.
+    if not problem and _folder_bytes(folder) > max_bytes:
+        problem = too_big
     reader.join(timeout=5)
     output = tail.decode("utf-8", errors="replace")
     return _Download(returncode=None if problem else proc.returncode, output=output, problem=problem)

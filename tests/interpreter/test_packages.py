@@ -3,6 +3,7 @@ nothing, and real pip installs into a session that its network-less kernel then 
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -308,3 +309,62 @@ def test_the_host_download_is_bounded_and_leaves_nothing_behind(tmp_path):
         assert set(Path(tempfile.gettempdir()).glob("autocoder-wheels-*")) == before
     finally:
         dirs.remove()
+
+
+def _write_wheel(path: Path, size: int) -> None:
+    """A valid pure-Python wheel padded with `size` incompressible bytes (stored, not deflated)."""
+    import zipfile
+
+    name = path.name.split("-")[0]
+    info = f"{name}-1.0.dist-info"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as wheel:
+        wheel.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+        wheel.writestr(
+            f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
+        wheel.writestr(f"{name}/padding.bin", os.urandom(size))
+        wheel.writestr(f"{info}/RECORD", "")
+
+
+@pytest.mark.local_sandbox
+def test_a_download_finished_between_two_looks_is_still_refused_over_the_bound(tmp_path, monkeypatch):
+    """A local index hands over a 3 MB wheel in milliseconds, faster than the size check looks: the bound
+    still holds (CI's fast link once fetched numpy whole between two looks and installed it)."""
+    import tempfile
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from interpreter.sandboxes.base import SessionDirs
+
+    root = tmp_path / "index"
+    (root / "simple" / "bigprobe").mkdir(parents=True)
+    _write_wheel(root / "bigprobe-1.0-py3-none-any.whl", 3 * 1024 * 1024)
+    (root / "simple" / "bigprobe" / "index.html").write_text(
+        '<html><body><a href="/bigprobe-1.0-py3-none-any.whl">bigprobe-1.0-py3-none-any.whl</a></body></html>'
+    )
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    index = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(root)))
+    threading.Thread(target=index.serve_forever, args=(0.05,), daemon=True).start()
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{index.server_address[1]}/simple")
+    monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
+    monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
+    dirs = SessionDirs.create(tmp_path / "sessions")
+    before = set(Path(tempfile.gettempdir()).glob("autocoder-wheels-*"))
+    try:
+        result = run_sh_block(
+            "pip install bigprobe", sandbox=_make_sandbox("local"), dirs=dirs, timeout_s=60, max_download_mb=1
+        )
+        assert result.status == STATUS_ERROR, result.stdout + result.stderr
+        assert "grew over 1 MB and was stopped" in result.message
+        assert list(dirs.pkgs.iterdir()) == []
+        assert set(Path(tempfile.gettempdir()).glob("autocoder-wheels-*")) == before
+    finally:
+        dirs.remove()
+        index.shutdown()
+        index.server_close()
