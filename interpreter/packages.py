@@ -20,7 +20,8 @@ An install runs in two steps, and no sandbox ever has a network:
    only. It runs in its own new temp folder (its working folder too), isolated from every session folder:
    `-I` keeps the working folder, PYTHONPATH and the user's site folder off its sys.path, and it never
    reads /work or /pkgs, so nothing a kernel wrote can run here. Wheels only: no package code runs. The
-   folder is bounded (`max_download_mb`: the download is killed beyond it) and removed afterwards;
+   folder is bounded (`max_download_mb`: the download is killed beyond it, and one that ended beyond it
+   installs nothing) and removed afterwards;
 2. install (untrusted input, in the sandbox): `python -I -m pip install --no-index --find-links /wheels
    --target /pkgs --only-binary=:all: ...` in a network-less one-shot sandbox that sees the downloaded
    wheels read-only at /wheels and a writable /pkgs, and neither /work nor /ipc (it starts in /tmp).
