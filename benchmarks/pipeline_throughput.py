@@ -14,8 +14,8 @@ Reported, all in one run:
   sandbox in between, see interpreter/recycle.py): items/min with `--concurrency` items in flight, against
   the ideal = what the model calls alone would allow, (calls x latency / concurrency) for the run's real
   number of calls (at most `--concurrency` calls are in flight, a failed attempt's analysis asked ahead
-  included, so no run can beat it); with the kernels started, reused and retired, how long items waited for a kernel, and
-  the CPU the pipeline process and the teacher used;
+  included, so no run can beat it); with the kernels started, reused and retired, how long items waited
+  for a kernel, and the CPU the pipeline process and the teacher used;
 - concurrent, a fresh kernel per item (`--kernel-reuse 0`, the strict-isolation configuration), the same
   way (other seeds, so no call is answered from the cache);
 - sequential: the approach of Magicoder's and OpenCodeInterpreter's generators, one call at a time

@@ -216,6 +216,11 @@ def _ending(result) -> tuple:
     return getattr(result, "status", None), getattr(error, "name", None)
 
 
+def _analysis_inputs(runs: list[verify.Run], verdict: verify.Verdict) -> tuple[str, str]:
+    """What the questioner's analysis reads of a failed attempt: its code and its failure."""
+    return verify.python_code(runs), _failure_text(runs, verdict)
+
+
 def _runs_since_question(messages: list[dict]) -> list[dict]:
     runs: list[dict] = []
     for message in reversed(messages):
@@ -297,7 +302,7 @@ class _Attempts:
         answer, or asks again itself should its inputs differ."""
         if not self._needs_analysis(verdict):
             return
-        inputs = (verify.python_code(runs), _failure_text(runs, verdict))
+        inputs = _analysis_inputs(runs, verdict)
         answer: Future = Future()
 
         def ask() -> None:
@@ -313,7 +318,7 @@ class _Attempts:
         threading.Thread(target=ask, name="aiev-analysis", daemon=True).start()
 
     def _analysis(self, runs: list[verify.Run], verdict: verify.Verdict) -> str:
-        inputs = (verify.python_code(runs), _failure_text(runs, verdict))
+        inputs = _analysis_inputs(runs, verdict)
         ahead, self.ahead = self.ahead, None
         if ahead is not None and ahead[0] == inputs:
             return ahead[1].result()

@@ -55,8 +55,8 @@ does not boot more kernels in parallel than the machine can (without reuse every
 own, as in interpreter.pool). `warm` kernels are started in the background from the beginning (with
 reuse: until that many exist in all; without: kept ready, one per job). Each kernel's limit is `reuse` less
 a spread of up to half of it (`_limit_for`), so kernels used in turn do not all retire at once, and a
-kernel handed out for its last job gets its successor started at once, ready when it retires. Resets run in a background thread
-per release, so the releasing job's thread moves on at once.
+kernel handed out for its last job gets its successor started at once, ready when it retires. Resets run
+in a background thread per release, so the releasing job's thread moves on at once.
 
 What it deliberately does not do: decide which results retire a session (the caller's `retire` argument;
 `retire_reason` below is the rule the data pipeline applies), cap sessions (interpreter.session does), or
