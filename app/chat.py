@@ -208,7 +208,7 @@ class Chat:
             try:
                 self._kernel.restart()
             except KernelStartError as exc:
-                # The fresh kernel did not come up (seen rarely on a loaded machine; cause not yet known): drop
+                # The fresh kernel did not come up (a sandbox that fails to start, a machine out of memory): drop
                 # the whole session rather than leave the chat on a dead one. The next message starts a new
                 # kernel and says what was lost.
                 log.warning(

@@ -206,8 +206,7 @@ def run_suite(backend, args: argparse.Namespace, numbers: list[int], report: Cal
     sandbox = make_sandbox(app.sandbox, Limits())
     for n in numbers:
         # Each task as a new chat: its own session and kernel, so one task's variables (a `str = ...` that
-        # shadows the builtin) cannot break the next. A new session rather than a restart: restarts have
-        # met a kernel that never answered (interpreter.kernel). Starting it is not counted in the task's time.
+        # shadows the builtin) cannot break the next. Starting it is not counted in the task's time.
         with Session(sandbox) as session:
             session.start()
             outcome = run_task(n, TASKS[n - 1], run, session, settings)

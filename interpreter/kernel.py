@@ -171,9 +171,9 @@ class KernelSession:
         return self
 
     def _launch(self) -> None:
-        # A kernel that binds its sockets and then never answers has been seen, rarely and mostly on restarts
-        # (the cause is not known yet). The first attempt waits STALLED_START_S at most; a start that timed
-        # out is launched once more with the full startup_timeout_s.
+        # A start that times out is launched once more with the full startup_timeout_s (the first attempt
+        # waits STALLED_START_S at most): a second chance for a kernel stuck at start. The stall that made
+        # this necessary, restarts whose kernel never answered, was this client's (see _close_sockets).
         try:
             self._launch_once(min(self.startup_timeout_s, STALLED_START_S))
         except _StartTimeout:
@@ -302,6 +302,13 @@ class KernelSession:
         # control socket from another thread (closing it mid-send aborted the process in libzmq).
         with self._control_lock:
             sockets, self._sockets = self._sockets, {}
+        # The monitor is stopped before its receiving socket closes: libzmq's I/O thread sends each monitor
+        # event blocking, and one sent to a receiver already closed (iopub's disconnect as the old kernel
+        # dies) blocked that thread for good: no later connect of this session ever happened, and every
+        # restart after it timed out (the "kernel that never answers", seen on loaded machines).
+        if "iopub" in sockets:
+            with contextlib.suppress(Exception):
+                sockets["iopub"].disable_monitor()
         for sock in sockets.values():
             with contextlib.suppress(Exception):
                 sock.close(linger=0)

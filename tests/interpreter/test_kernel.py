@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import threading
 import time
 
@@ -340,4 +341,39 @@ def test_a_session_folder_too_deep_for_ipc_sockets_fails_with_a_clear_message(tm
         with pytest.raises(KernelStartError, match="too long"):
             session.start()
     finally:
+        session.close()
+
+
+def _spin() -> None:
+    while True:
+        pass
+
+
+@pytest.mark.slow
+def test_restarts_on_a_saturated_machine_keep_finding_their_kernel(monkeypatch):
+    """Every core busy, 20 restarts in a row, each followed by code. Closing the sockets of the old kernel
+    used to close iopub's monitor receiver while the monitor was still on: the old kernel's death then made
+    libzmq's I/O thread block for good sending a "disconnected" event to nobody, and no later connect of the
+    session happened (a restart that timed out, then every one after it). With every core busy the I/O
+    thread lags behind the kill, so the old code failed this within 20 restarts in 5 of 5 runs here; each
+    start is given 10 s, where a healthy restart took 0.3 s on the same saturated machine."""
+    import multiprocessing
+
+    import interpreter.kernel as kernel_module
+
+    monkeypatch.setattr(kernel_module, "STALLED_START_S", 10.0)
+    session = new_session("local")
+    session.kernel.startup_timeout_s = 10.0
+    spinners = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(os.cpu_count() or 2)]
+    try:
+        for spinner in spinners:
+            spinner.start()
+        for attempt in range(20):
+            session.run(f"x = {attempt}")
+            session.restart()
+            result = session.run("print('x' in dir())")
+            assert result.stdout == "False\n", f"restart {attempt + 1}: {result}"
+    finally:
+        for spinner in spinners:
+            spinner.kill()
         session.close()
